@@ -1,0 +1,1 @@
+"""A reproducible Mask R-CNN pipeline."""
