@@ -1,0 +1,1 @@
+"""Datasets: the embedded synthetic demo data and loaders for COCO-format datasets."""
