@@ -1,0 +1,172 @@
+"""COCO-format instance segmentation data as Mask R-CNN training samples.
+
+Categories are mapped to contiguous labels 1..K in ascending category-id order (0 is the
+background), so the number of classes and the mapping always come from the dataset itself;
+the mapping travels inside every checkpoint so predictions go back to the dataset's ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from maskrcnn_pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+Target = dict[str, torch.Tensor]
+Sample = tuple[torch.Tensor, Target]
+
+
+@dataclass(frozen=True)
+class Categories:
+    """The dataset's categories and their contiguous training labels."""
+
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_coco(cls, coco: COCO) -> Categories:
+        cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda cat: cat["id"])
+        return cls(tuple(cat["id"] for cat in cats), tuple(cat["name"] for cat in cats))
+
+    @classmethod
+    def from_list(cls, entries: Sequence[Mapping[str, Any]]) -> Categories:
+        return cls(tuple(int(e["id"]) for e in entries), tuple(str(e["name"]) for e in entries))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [{"id": i, "name": n} for i, n in zip(self.ids, self.names, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def label_of(self, category_id: int) -> int:
+        return self.ids.index(category_id) + 1
+
+    def category_of(self, label: int) -> int:
+        return self.ids[label - 1]
+
+
+def load_coco(annotations: str | Path) -> COCO:
+    """Load an annotation file with pycocotools, naming the file on any failure."""
+    path = Path(annotations)
+    if not path.is_file():
+        raise PipelineError(f"{path}: annotation file not found")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(str(path))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"{path}: not a COCO-format annotation file ({exc})") from exc
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """Decode an image file to a uint8 RGB tensor [3, H, W]."""
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        raise PipelineError(f"{path}: cannot read image ({exc})") from exc
+
+
+def _usable(annotation: Mapping[str, Any]) -> bool:
+    """Crowd regions and degenerate boxes are not training targets (as in Detectron)."""
+    _, _, width, height = annotation["bbox"]
+    return not annotation.get("iscrowd", 0) and width >= 1 and height >= 1
+
+
+class CocoInstances(torch.utils.data.Dataset):
+    """(uint8 image [3,H,W], target) pairs in the format torchvision's Mask R-CNN trains on.
+
+    In training mode, images without a usable annotation are left out, as NVIDIA's and
+    torchvision's references do. ``transform`` runs on every sample (flips); with
+    ``cache=True`` decoded samples are kept in memory, which makes small datasets (the demo)
+    as fast as preloaded tensors.
+    """
+
+    def __init__(
+        self,
+        images: str | Path,
+        annotations: str | Path,
+        *,
+        train: bool,
+        transform: Callable[[torch.Tensor, Target, int], Sample] | None = None,
+        cache: bool = False,
+    ) -> None:
+        self.images_dir = Path(images)
+        self.coco = load_coco(annotations)
+        self.categories = Categories.from_coco(self.coco)
+        if not len(self.categories):
+            raise PipelineError(f"{annotations}: no categories; a dataset needs at least one")
+        ids = sorted(self.coco.getImgIds())
+        if train:
+            ids = [i for i in ids if any(map(_usable, self._annotations(i)))]
+            if not ids:
+                raise PipelineError(f"{annotations}: no image has a usable annotation")
+        self.image_ids = ids
+        self.transform = transform
+        self._cache: dict[int, Sample] | None = {} if cache else None
+
+    def _annotations(self, image_id: int) -> list[dict[str, Any]]:
+        return self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id))
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_info(self, index: int) -> dict[str, Any]:
+        return self.coco.imgs[self.image_ids[index]]
+
+    def aspect_ratios(self) -> list[float]:
+        """Width / height of every image, from the annotations (no image is opened)."""
+        return [
+            self.image_info(i)["width"] / self.image_info(i)["height"] for i in range(len(self))
+        ]
+
+    def load(self, index: int) -> Sample:
+        info = self.image_info(index)
+        image = read_image(self.images_dir / info["file_name"])
+        annotations = [a for a in self._annotations(info["id"]) if _usable(a)]
+        return image, self._target(info, annotations)
+
+    def _target(self, info: Mapping[str, Any], annotations: list[dict[str, Any]]) -> Target:
+        height, width = info["height"], info["width"]
+        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        boxes[:, 0::2].clamp_(0, width)
+        boxes[:, 1::2].clamp_(0, height)
+        masks = np.zeros((len(annotations), height, width), dtype=np.uint8)
+        for i, annotation in enumerate(annotations):
+            masks[i] = self.coco.annToMask(annotation)
+        labels = [self.categories.label_of(a["category_id"]) for a in annotations]
+        return {
+            "boxes": boxes,
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "masks": torch.from_numpy(masks),
+            "image_id": torch.tensor(info["id"]),
+        }
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """``dataset[index]``, or ``dataset[index, seed]`` to seed the sample's transform."""
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        if self._cache is None:
+            sample = self.load(index)
+        else:
+            if index not in self._cache:
+                self._cache[index] = self.load(index)
+            image, target = self._cache[index]
+            sample = image, dict(target)
+        return self.transform(*sample, seed) if self.transform else sample
+
+
+def collate(batch: Sequence[Sample]) -> tuple[list[torch.Tensor], list[Target]]:
+    """Detection batches are lists: images differ in size until the model batches them."""
+    images, targets = zip(*batch, strict=True)
+    return list(images), list(targets)

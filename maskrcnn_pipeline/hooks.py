@@ -1,0 +1,142 @@
+"""The periodic work of training, as hooks: metric logging, checkpoints, progress.
+
+Only the main process (rank 0) writes files; every hook is a no-op elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from maskrcnn_pipeline.checkpoint import Checkpointer
+from maskrcnn_pipeline.engine import Hook, StepResult, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class MetricsWriter(Hook):
+    """Appends one JSON line per ``period`` iterations to the live metrics log.
+
+    Each line holds the mean of every loss over the period, the LR, images/s, seconds per
+    iteration, the data-wait time and the wall time since training started (across resumes).
+    On resume, lines after the checkpoint's iteration are dropped first, so the log never
+    holds an iteration twice.
+    """
+
+    def __init__(self, path: Path, period: int, *, elapsed: float = 0.0) -> None:
+        self.path = path
+        self.period = period
+        self.elapsed_before = elapsed
+        self._sums: dict[str, float] = defaultdict(float)
+        self._count = 0
+        self._started = time.perf_counter()
+
+    def before_train(self, trainer: Trainer) -> None:
+        if trainer.dist.is_main:
+            truncate_metrics(self.path, trainer.iteration)
+        self._started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._started
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        for key, value in result.losses.items():
+            self._sums[key] += value
+        for key in ("step_time", "data_time"):
+            self._sums[key] += getattr(result, key)
+        self._sums["images"] += result.images
+        self._count += 1
+        if result.iteration % self.period == 0 or result.iteration == trainer.max_iter:
+            self._write(trainer, result)
+
+    def _write(self, trainer: Trainer, result: StepResult) -> None:
+        sums, count = self._sums, self._count
+        record: dict[str, Any] = {
+            "iteration": result.iteration,
+            "seconds": round(self.elapsed(), 3),
+        }
+        record["lr"] = result.lr
+        record.update({k: v / count for k, v in sums.items() if k.startswith("loss")})
+        record["images_per_s"] = sums["images"] / sums["step_time"]
+        record["time_per_iter"] = sums["step_time"] / count
+        record["data_time"] = sums["data_time"] / count
+        if trainer.device.type == "cuda":
+            record["max_memory_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+        self._sums, self._count = defaultdict(float), 0
+        if trainer.dist.is_main:
+            append_jsonl(self.path, record)
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, iteration: int) -> None:
+    """Keep only the lines up to ``iteration`` (a resume repeats what came after)."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["iteration"] <= iteration
+    ]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+class PeriodicCheckpoint(Hook):
+    """Saves the full training state every ``period`` iterations (rank 0)."""
+
+    def __init__(
+        self, checkpointer: Checkpointer, period: int, state: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.checkpointer = checkpointer
+        self.period = period
+        self.state = state
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        due = result.iteration % self.period == 0 and result.iteration < trainer.max_iter
+        if due and trainer.dist.is_main:
+            self.checkpointer.save(result.iteration, self.state())
+
+
+class Progress(Hook):
+    """A tqdm bar in a terminal; a log line every ``period`` iterations otherwise."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.bar: tqdm | None = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        if trainer.dist.is_main and sys.stderr.isatty():
+            self.bar = tqdm(total=trainer.max_iter, initial=trainer.iteration, unit="it")
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        if not trainer.dist.is_main:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{result.losses['loss']:.3f}", lr=f"{result.lr:.2e}")
+        elif result.iteration % self.period == 0 or result.iteration == trainer.max_iter:
+            log.info(
+                "iteration %d/%d loss %.4f lr %.3g %.2f s/it",
+                result.iteration,
+                trainer.max_iter,
+                result.losses["loss"],
+                result.lr,
+                result.step_time,
+            )
+
+    def after_train(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()

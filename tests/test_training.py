@@ -1,0 +1,186 @@
+"""Training on the CPU: outputs, exact resume, the non-finite loss error, model building."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from maskrcnn_pipeline.config import train_settings, validate_config
+from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
+from maskrcnn_pipeline.engine import Trainer
+from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.model import build_model
+from maskrcnn_pipeline.solver import IterationLR, Schedule
+from maskrcnn_pipeline.training import TrainPaths, train
+from tests.conftest import TESTS_DATA, run_script
+
+
+@pytest.fixture(scope="module")
+def tiny_config() -> dict:
+    return validate_config(yaml.safe_load((TESTS_DATA / "tiny.yaml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    generate_synthetic_dataset(
+        root,
+        splits={"train": 12, "val": 6},
+        image_size=64,
+        seed=3,
+        max_objects=2,
+        min_object_size=12,
+        max_object_size=40,
+    )
+    return root
+
+
+def settings_of(config: dict, **solver: object) -> dict:
+    settings = copy.deepcopy(train_settings(config, "tiny"))
+    settings["solver"].update(solver)
+    return settings
+
+
+def paths(data: Path, out: Path) -> TrainPaths:
+    return TrainPaths(data / "train", data / "annotations" / "train.json", out)
+
+
+def test_train_writes_model_metrics_and_provenance(tiny_config, tiny_data, tmp_path) -> None:
+    train(settings_of(tiny_config), paths(tiny_data, tmp_path))
+    final = torch.load(tmp_path / "model_final.pth", weights_only=False)
+    assert final["iteration"] == 4 and len(final["categories"]) == 4
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["iteration"] for x in lines] == [2, 4]
+    assert all(x["loss"] > 0 and x["images_per_s"] > 0 for x in lines)
+    provenance = json.loads((tmp_path / "provenance.json").read_text())
+    assert {"git", "packages", "hardware", "inputs", "settings"} <= set(provenance)
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(tiny_config, tiny_data, tmp_path) -> None:
+    torch.use_deterministic_algorithms(True)
+    try:
+        straight = tmp_path / "straight"
+        train(settings_of(tiny_config, max_iter=4), paths(tiny_data, straight))
+        resumed = tmp_path / "resumed"
+        train(settings_of(tiny_config, max_iter=2), paths(tiny_data, resumed))
+        (resumed / "model_final.pth").unlink()
+        # The checkpoint at iteration 2 is the resume point; a longer run continues from it.
+        (resumed / "checkpoints").mkdir(exist_ok=True)
+        train(settings_of(tiny_config, max_iter=4), paths(tiny_data, resumed))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a = torch.load(straight / "model_final.pth", weights_only=False)["model"]
+    b = torch.load(resumed / "model_final.pth", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [2, 4]
+
+
+class _NaNModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, images, targets):
+        return {"loss_a": (self.weight * float("nan")).sum()}
+
+
+def test_non_finite_loss_stops_with_the_iteration() -> None:
+    model = _NaNModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    solver = {
+        "max_iter": 10,
+        "scheduler": "multistep",
+        "steps": [],
+        "gamma": 0.1,
+        "final_lr_factor": 0.0,
+        "warmup_iters": 0,
+        "warmup_factor": 1.0,
+        "warmup_method": "linear",
+    }
+    batch = ([torch.zeros(3, 4, 4, dtype=torch.uint8)], [{"labels": torch.zeros(1)}])
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=IterationLR(optimizer, Schedule.from_settings(solver)),
+        batches=iter([batch] * 10),
+        device=torch.device("cpu"),
+        max_iter=10,
+        iteration=6,
+    )
+    with pytest.raises(PipelineError, match=r"non-finite loss at iteration 7 \(loss=nan"):
+        trainer.run()
+
+
+def test_small_model_trains_and_predicts(tiny_config) -> None:
+    run = tiny_config["runs"]["tiny"]
+    model = build_model(run["model"], num_classes=3, input_settings=run["input"])
+    image = torch.rand(3, 64, 64)
+    target = {
+        "boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]),
+        "labels": torch.tensor([2]),
+        "masks": torch.zeros(1, 64, 64, dtype=torch.uint8),
+    }
+    losses = model([image], [target])
+    assert set(losses) == {
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_mask",
+        "loss_objectness",
+        "loss_rpn_box_reg",
+    }
+    model.eval()
+    with torch.no_grad():
+        (output,) = model([image])
+    assert set(output) == {"boxes", "labels", "scores", "masks"}
+
+
+def test_resnet50_recipe_freezes_stem_and_stage_one() -> None:
+    config = validate_config(
+        {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
+    )
+    run = config["runs"]["r"]
+    model = build_model(run["model"], num_classes=80, input_settings=run["input"])
+    body = model.backbone.body
+    assert not any(p.requires_grad for p in body.conv1.parameters())
+    assert not any(p.requires_grad for p in body.layer1.parameters())
+    assert all(p.requires_grad for p in body.layer2.parameters())
+    assert type(body.bn1).__name__ == "FrozenBatchNorm2d"
+    assert model.roi_heads.box_predictor.cls_score.out_features == 81
+
+
+def test_missing_backbone_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    config = validate_config(
+        {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
+    )
+    run = config["runs"]["r"]
+    run["model"]["backbone_weights"] = str(tmp_path / "resnet50.pth")
+    with pytest.raises(PipelineError, match=r"resnet50\.pth: backbone weights not found"):
+        build_model(run["model"], num_classes=2, input_settings=run["input"])
+
+
+def test_train_script_reports_bad_annotations_without_traceback(tmp_path: Path) -> None:
+    result = run_script(
+        "train.py",
+        [
+            "--config",
+            str(TESTS_DATA / "tiny.yaml"),
+            "--run",
+            "tiny",
+            "--images",
+            str(tmp_path),
+            "--annotations",
+            str(tmp_path / "missing.json"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.returncode == 2
+    assert "missing.json: annotation file not found" in result.stderr
+    assert "Traceback" not in result.stderr
