@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Run a trained model over a split (or any folder of images) and write COCO results JSON.
+
+With --annotations, the images and their ids come from the annotation file (for
+evaluation); without, every .jpg/.jpeg/.png in --images is predicted and numbered 1..N in
+file-name order.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.settings_args import add_settings_arguments, resolve_settings
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_settings_arguments(parser, kind="predict")
+    parser.add_argument("--model", type=Path, required=True, help="model_final.pth of a run")
+    parser.add_argument("--images", type=Path, required=True, help="images folder")
+    parser.add_argument("--annotations", type=Path, help="COCO annotation JSON of the images")
+    parser.add_argument("--out", type=Path, required=True, help="COCO results JSON to write")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="image-decoding processes (default: 2)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from maskrcnn_pipeline.predict import images_from_annotations, images_from_folder, predict
+
+    if args.annotations is not None:
+        entries = images_from_annotations(args.images, args.annotations)
+    else:
+        entries = images_from_folder(args.images)
+    predict(
+        args.model, entries, resolve_settings(args, kind="predict"), args.out, workers=args.workers
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
