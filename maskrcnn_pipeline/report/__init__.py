@@ -1,0 +1,1 @@
+"""The per-run report: training curves, evaluation figures, example predictions, summary.md."""

@@ -1,0 +1,125 @@
+"""Reading ``train/metrics.jsonl``: training lines and interleaved evaluation lines.
+
+Every line is checked as it is read, so a malformed one stops the report with the file and
+line number instead of surfacing later as a puzzling gap in a plot. Keys that only some runs
+log (``data_time``, ``max_memory_mb``) are simply absent columns; the figures that need them
+are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maskrcnn_pipeline.errors import PipelineError
+
+EVAL_KEY = "eval"
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """A parsed metrics.jsonl.
+
+    ``training`` has one row per logged iteration (column ``iteration`` plus whatever numeric
+    keys were logged); ``evals`` is long-format with columns iteration, iou_type, stat, value.
+    """
+
+    path: Path
+    training: pd.DataFrame
+    evals: pd.DataFrame
+
+    def loss_columns(self) -> list[str]:
+        """The total loss first, then every ``loss_*`` component in logged order."""
+        return [c for c in self.training.columns if c == "loss" or c.startswith("loss_")]
+
+
+def read_metrics_log(path: Path) -> TrainingLog:
+    """Parse ``path``; raise PipelineError naming the line of the first malformed record."""
+    training: list[dict[str, float]] = []
+    evals: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{path}: file not found; is the run trained?") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        record = _parse_line(line, where)
+        iteration = record.pop("iteration")
+        if EVAL_KEY in record:
+            evals.extend(_eval_rows(iteration, record.pop(EVAL_KEY), where))
+        if record:
+            training.append({"iteration": iteration, **_numeric_values(record, where)})
+    return TrainingLog(path=path, training=_training_frame(training), evals=_eval_frame(evals))
+
+
+def _parse_line(line: str, where: str) -> dict[str, Any]:
+    """One JSON object with an integer ``iteration``; anything else is malformed."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{where}: not valid JSON ({exc.msg}); fix or delete the line") from exc
+    if not isinstance(record, dict):
+        raise PipelineError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    iteration = record.get("iteration")
+    if not _is_int(iteration):
+        raise PipelineError(f"{where}: 'iteration' must be an integer, got {iteration!r}")
+    return record
+
+
+def _numeric_values(record: dict[str, Any], where: str) -> dict[str, float]:
+    """Every training value must be a number: a string or list there means a broken writer."""
+    for key, value in record.items():
+        if not _is_number(value):
+            raise PipelineError(f"{where}: '{key}' must be a number, got {value!r}")
+    return {key: float(value) for key, value in record.items()}
+
+
+def _eval_rows(iteration: int, result: Any, where: str) -> list[dict[str, Any]]:
+    """Flatten ``{"bbox": {"AP": ...}, ...}`` into long-format rows."""
+    if not isinstance(result, dict):
+        raise PipelineError(f"{where}: 'eval' must map iou types to stats, got {result!r}")
+    rows = []
+    for iou_type, stats in result.items():
+        if not isinstance(stats, dict):
+            raise PipelineError(f"{where}: 'eval.{iou_type}' must map stat names to numbers")
+        for stat, value in stats.items():
+            if not _is_number(value):
+                raise PipelineError(f"{where}: 'eval.{iou_type}.{stat}' must be a number")
+            rows.append(
+                {"iteration": iteration, "iou_type": iou_type, "stat": stat, "value": float(value)}
+            )
+    return rows
+
+
+def _training_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
+    """Rows sorted by iteration; a resumed run re-logs some iterations and the later line wins."""
+    if not rows:
+        return pd.DataFrame({"iteration": pd.Series(dtype="int64")})
+    frame = pd.DataFrame(rows).astype({"iteration": "int64"})
+    frame = frame.drop_duplicates("iteration", keep="last").sort_values("iteration")
+    return frame.reset_index(drop=True)
+
+
+def _eval_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long-format eval stats, keeping the last value logged for an iteration like training."""
+    columns = ["iteration", "iou_type", "stat", "value"]
+    if not rows:
+        return pd.DataFrame(columns=columns).astype({"iteration": "int64", "value": "float64"})
+    frame = pd.DataFrame(rows, columns=columns)
+    frame = frame.drop_duplicates(["iteration", "iou_type", "stat"], keep="last")
+    return frame.sort_values("iteration", kind="stable").reset_index(drop=True)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """Ints and floats, NaN included (a diverged loss is data), but not booleans."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,521 @@
+"""Tests of the per-run report (maskrcnn_pipeline.report and scripts/report.py).
+
+Every input is generated in tmp_path in the formats the training and evaluation stages write,
+so these tests need no data, no GPU and no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
+
+from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.report.category_ap import extremes
+from maskrcnn_pipeline.report.figures import save_figure
+from maskrcnn_pipeline.report.predictions_figure import example_predictions_figure, select_examples
+from maskrcnn_pipeline.report.run_report import build_run_report
+from maskrcnn_pipeline.report.summary import format_duration
+from maskrcnn_pipeline.report.tables import COCO_STATS, read_coco_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ALL_FIGURES = {
+    "losses.png",
+    "lr.png",
+    "throughput.png",
+    "ap_vs_iteration.png",
+    "per_category_ap.png",
+    "pr_curves.png",
+    "predictions.png",
+}
+HEIGHT, WIDTH = 120, 160
+CATEGORIES = [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 7, "name": "kite"}]
+LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+
+
+# --- fixture writers: one per input file ------------------------------------------------------
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def write_metrics_log(path: Path, *, with_eval: bool = True, with_data_time: bool = True) -> Path:
+    """~50 lines like the training loop writes: losses decay, lr warms up then steps down."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for step in range(1, 49):
+        iteration = step * 20
+        line: dict[str, Any] = {"iteration": iteration, "seconds": iteration * 0.8}
+        line["lr"] = 0.02 * min(1.0, iteration / 200) * (0.1 if iteration > 800 else 1.0)
+        components = {
+            key: float(scale * math.exp(-iteration / 500) + 0.05 * rng.random())
+            for key, scale in zip(LOSS_KEYS, (0.8, 0.6, 0.7, 0.3, 0.2), strict=True)
+        }
+        line["loss"] = sum(components.values())
+        line |= components
+        line["images_per_s"] = float(24 + rng.normal())
+        if with_data_time:
+            line["data_time"] = float(0.01 + 0.002 * rng.random())
+            line["max_memory_mb"] = 3000.0 + step
+        lines.append(line)
+        if with_eval and iteration in (480, 960):
+            ap = iteration / 3000
+            stats = {"AP": ap, "AP50": ap + 0.2, "AP75": ap + 0.05}
+            lines.append({"iteration": iteration, "eval": {"bbox": stats, "segm": stats}})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def coco_stats(offset: float) -> dict[str, float]:
+    """12 distinct values; APs is -1 as COCOeval writes when there are no small objects."""
+    stats = {name: round(0.1 + offset + 0.02 * i, 3) for i, name in enumerate(COCO_STATS)}
+    stats["APs"] = -1.0
+    return stats
+
+
+def draw_scene(index: int) -> tuple[Image.Image, list[list[float]]]:
+    """A gradient image with a rectangle and a triangle; returns their polygons."""
+    gradient = np.linspace(40, 200, WIDTH, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (HEIGHT, 1))] * 3, axis=-1)
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    x0 = 10 + 8 * index
+    rectangle = [x0, 20, x0 + 50, 20, x0 + 50, 80, x0, 80]
+    triangle = [100, 100, 150, 100, 125, 30 + 5 * index]
+    draw.polygon(rectangle, fill=(200, 60, 60))
+    draw.polygon(triangle, fill=(60, 60, 200))
+    return image, [rectangle, triangle]
+
+
+def write_dataset(root: Path, count: int = 5) -> tuple[Path, Path]:
+    """JPEGs and a COCO annotation file with polygons, one crowd RLE, one unlabelled image."""
+    images_dir = root / "images"
+    images_dir.mkdir()
+    images, annotations = [], []
+    for index in range(count):
+        image_id = 100 + 7 * index
+        image, polygons = draw_scene(index)
+        file_name = f"{image_id:012d}.jpg"
+        image.save(images_dir / file_name, quality=90)
+        images.append({"id": image_id, "file_name": file_name, "height": HEIGHT, "width": WIDTH})
+        if index == count - 1:
+            continue  # an image without annotations is never sampled
+        for polygon, category in zip(polygons, (1, 2), strict=True):
+            xs, ys = polygon[0::2], polygon[1::2]
+            bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category,
+                    "segmentation": [polygon],
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
+    crowd = np.zeros((HEIGHT, WIDTH), dtype=np.uint8, order="F")
+    crowd[90:115, 5:40] = 1
+    rle = mask_utils.encode(crowd)
+    annotations.append(
+        {
+            "id": len(annotations) + 1,
+            "image_id": 100,
+            "category_id": 7,
+            "iscrowd": 1,
+            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+            "bbox": [5, 90, 35, 25],
+            "area": 875,
+        }
+    )
+    gt = write_json(
+        root / "instances_val.json",
+        {"images": images, "annotations": annotations, "categories": CATEGORIES},
+    )
+    return gt, images_dir
+
+
+def detection(image_id: int, category_id: int, score: float, box: list[int]) -> dict[str, Any]:
+    """A COCO result with an RLE mask filling ``box`` ([x, y, w, h])."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8, order="F")
+    x, y, w, h = box
+    mask[y : y + h, x : x + w] = 1
+    rle = mask_utils.encode(mask)
+    return {
+        "image_id": image_id,
+        "category_id": category_id,
+        "score": score,
+        "bbox": [float(v) for v in box],
+        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+    }
+
+
+def predictions_for(gt_path: Path, *, shift: int = 0) -> list[dict[str, Any]]:
+    """One good detection per object, one low-scoring one per image (hidden by the threshold)."""
+    gt = json.loads(gt_path.read_text())
+    results = []
+    for annotation in gt["annotations"]:
+        x, y, w, h = (int(v) for v in annotation["bbox"])
+        score = 0.6 + 0.1 * (annotation["id"] % 4)
+        results.append(
+            detection(
+                annotation["image_id"],
+                annotation["category_id"],
+                score,
+                [x + shift, y + 2, max(w - 4, 1), max(h - 4, 1)],
+            )
+        )
+    for image in gt["images"]:
+        results.append(detection(image["id"], 7, 0.2, [60, 5, 30, 20]))
+    return results
+
+
+def write_per_category(path: Path) -> Path:
+    rows = [
+        {
+            "iou_type": iou_type,
+            "category_id": cid,
+            "category_name": f"category {cid}",
+            "AP": (cid * 37 % 25) / 30 - (0.05 if iou_type == "segm" else 0),
+            "AP50": 0.9,
+            "AP75": 0.5,
+        }
+        for iou_type in ("bbox", "segm")
+        for cid in range(1, 26)
+    ]
+    rows[3]["AP"] = -1.0  # a category without ground truth
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def write_pr_curves(path: Path) -> Path:
+    recall = np.linspace(0, 1, 101)
+    rows = [
+        {
+            "iou_type": iou_type,
+            "iou_threshold": t,
+            "recall": r,
+            "precision": -1.0 if r > 0.95 else float(1 - r**power),
+        }
+        for iou_type in ("bbox", "segm")
+        for t, power in ((0.5, 4), (0.75, 2))
+        for r in recall
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def make_inputs(root: Path) -> dict[str, Any]:
+    """Every input of build_run_report (but run_name and out_dir), all present."""
+    root.mkdir(parents=True, exist_ok=True)
+    gt, images = write_dataset(root)
+    return {
+        "metrics_log": write_metrics_log(root / "metrics.jsonl"),
+        "metrics": write_json(
+            root / "metrics.json", {"bbox": coco_stats(0.0), "segm": coco_stats(0.01)}
+        ),
+        "predictions": write_json(root / "predictions.json", predictions_for(gt)),
+        "annotations": gt,
+        "images": images,
+        "per_category_csv": write_per_category(root / "per_category.csv"),
+        "pr_curves_csv": write_pr_curves(root / "pr_curves.csv"),
+        "provenance": write_json(
+            root / "provenance.json",
+            {
+                "git_commit": "0123abc",
+                "config": {"solver": {"lr": 0.02, "steps": [800]}},
+                "versions": {"torch": "2.14.1"},
+                "hardware": "8x H100 | NVLink",
+            },
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return make_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def full_report(
+    inputs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Path]]:
+    out_dir = tmp_path_factory.mktemp("report")
+    return out_dir, build_run_report(run_name="r50_fpn_1x-test", out_dir=out_dir, **inputs)
+
+
+def predictions_png(inputs: dict[str, Any], out_dir: Path, **changes: Any) -> bytes:
+    """predictions.png of a report with only what that figure needs, for quick comparisons."""
+    kwargs = inputs | {"per_category_csv": None, "pr_curves_csv": None} | changes
+    build_run_report(run_name="p", out_dir=out_dir, **kwargs)
+    return (out_dir / "predictions.png").read_bytes()
+
+
+def assert_valid_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), path
+    assert len(data) > 10_000, f"{path} is suspiciously small ({len(data)} bytes)"
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert min(image.size) >= 300, f"{path} is only {image.size}"
+
+
+# --- the full report --------------------------------------------------------------------------
+
+
+def test_writes_every_figure_table_and_summary(full_report: tuple[Path, list[Path]]) -> None:
+    out_dir, written = full_report
+    names = {p.name for p in written}
+    assert names == ALL_FIGURES | {"metrics.csv", "summary.md"}
+    assert written[-1].name == "summary.md"
+    assert {p.name for p in out_dir.iterdir()} == names, "no temporary file may be left"
+    for name in ALL_FIGURES:
+        assert_valid_png(out_dir / name)
+
+
+def test_summary_has_all_stats_for_both_iou_types(full_report: tuple[Path, list[Path]]) -> None:
+    out_dir, _ = full_report
+    summary = (out_dir / "summary.md").read_text()
+    assert "r50_fpn_1x-test" in summary
+    bbox, segm = coco_stats(0.0), coco_stats(0.01)
+    assert "| stat | bbox | segm |" in summary
+    for stat in COCO_STATS:
+        cells = [
+            "n/a" if bbox[stat] < 0 else f"{bbox[stat]:.3f}",
+            "n/a" if segm[stat] < 0 else f"{segm[stat]:.3f}",
+        ]
+        assert f"| {stat} | {cells[0]} | {cells[1]} |" in summary, stat
+    for name in ALL_FIGURES:
+        assert f"]({name})" in summary, name
+    assert "Nothing was skipped." in summary
+    assert "| iterations | 960 |" in summary
+    assert "12 min 48 s" in summary  # 960 iterations * 0.8 s
+    assert "| loss_mask |" in summary
+    assert "| config.solver.lr | 0.02 |" in summary
+    assert "8x H100 \\| NVLink" in summary, "a pipe in a value must not break the table"
+
+
+def test_metrics_csv_has_one_row_per_iou_type(full_report: tuple[Path, list[Path]]) -> None:
+    out_dir, _ = full_report
+    frame = pd.read_csv(out_dir / "metrics.csv")
+    assert frame.shape == (2, 13)
+    assert list(frame.columns) == ["iou_type", *COCO_STATS]
+    assert list(frame["iou_type"]) == ["bbox", "segm"]
+    assert frame.loc[1, "AP75"] == pytest.approx(coco_stats(0.01)["AP75"])
+
+
+# --- inputs that are missing or wrong ---------------------------------------------------------
+
+
+def test_missing_optional_inputs_skip_their_figures(inputs: dict[str, Any], tmp_path: Path) -> None:
+    log = write_metrics_log(tmp_path / "metrics.jsonl", with_eval=False, with_data_time=False)
+    out_dir = tmp_path / "report"
+    out_dir.mkdir()
+    (out_dir / "pr_curves.png").write_bytes(b"stale")
+    written = build_run_report(
+        run_name="bare",
+        out_dir=out_dir,
+        metrics_log=log,
+        metrics=inputs["metrics"],
+        predictions=None,
+        annotations=inputs["annotations"],
+        images=inputs["images"],
+        per_category_csv=tmp_path / "absent.csv",
+    )
+    names = {p.name for p in written}
+    assert names == {"losses.png", "lr.png", "throughput.png", "metrics.csv", "summary.md"}
+    assert not (out_dir / "pr_curves.png").exists(), "a stale skipped figure must go"
+    summary = (out_dir / "summary.md").read_text()
+    skipped = summary.split("## Skipped")[1].split("##")[0]
+    assert "`ap_vs_iteration.png`: metrics.jsonl has no eval lines" in skipped
+    assert "`per_category_ap.png`: per_category_csv" in skipped and "does not exist" in skipped
+    assert "`pr_curves.png`: pr_curves_csv not given" in skipped
+    assert "`predictions.png`: predictions not given" in skipped
+    assert "`provenance section`" in skipped
+    assert "| data time, s / iteration (median) | not logged |" in summary
+
+
+def test_segm_may_be_absent(inputs: dict[str, Any], tmp_path: Path) -> None:
+    metrics = write_json(tmp_path / "metrics.json", {"bbox": coco_stats(0.0)})
+    kwargs = inputs | {"metrics": metrics, "predictions": None}
+    build_run_report(run_name="box-only", out_dir=tmp_path / "out", **kwargs)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| stat | bbox |" in summary
+    assert "Not in metrics.json: segm." in summary
+    assert pd.read_csv(tmp_path / "out" / "metrics.csv").shape == (1, 13)
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"loss": 1.0}', "'iteration' must be an integer"),
+        ('{"iteration": 7, "loss": "high"}', "'loss' must be a number"),
+        ('{"iteration": 7, "eval": {"bbox": 0.3}}', "'eval.bbox' must map"),
+    ],
+)
+def test_malformed_log_line_names_file_and_line(
+    inputs: dict[str, Any], tmp_path: Path, bad_line: str, message: str
+) -> None:
+    lines = inputs["metrics_log"].read_text().splitlines()
+    lines[6] = bad_line
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PipelineError, match=r"metrics\.jsonl, line 7: ") as error:
+        build_run_report(run_name="x", out_dir=tmp_path / "out", **inputs | {"metrics_log": log})
+    assert message in str(error.value)
+    assert not (tmp_path / "out").exists(), "nothing is written before the inputs are read"
+
+
+def test_metrics_json_without_a_stat_names_it(tmp_path: Path) -> None:
+    stats = coco_stats(0.0)
+    del stats["AR100"]
+    path = write_json(tmp_path / "metrics.json", {"segm": stats})
+    with pytest.raises(PipelineError, match=r"metrics\.json: 'segm' lacks AR100"):
+        read_coco_metrics(path)
+
+
+def test_mask_of_another_size_is_an_error(inputs: dict[str, Any], tmp_path: Path) -> None:
+    results = predictions_for(inputs["annotations"])
+    small = np.zeros((10, 10), dtype=np.uint8, order="F")
+    results[0]["segmentation"]["size"] = [10, 10]
+    results[0]["segmentation"]["counts"] = mask_utils.encode(small)["counts"].decode()
+    predictions = write_json(tmp_path / "predictions.json", results)
+    with pytest.raises(PipelineError, match="mask is 10x10 but the image is 120x160"):
+        predictions_png(inputs, tmp_path / "out", predictions=predictions)
+
+
+# --- the predictions figure -------------------------------------------------------------------
+
+
+def test_example_sample_is_fixed_by_image_id() -> None:
+    ids = list(range(1000, 1100))
+    shuffled = random.Random(4).sample(ids, len(ids))
+    sample = select_examples(ids, 6)
+    assert sample == select_examples(shuffled, 6) == sorted(sample)
+    assert len(sample) == 6 and sample != ids[:6], "the sample should spread over the set"
+    assert set(sample) <= set(select_examples(ids + list(range(5000, 5010)), 16))
+
+
+def test_predictions_figure_is_deterministic_and_follows_predictions(
+    inputs: dict[str, Any], full_report: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    first = (full_report[0] / "predictions.png").read_bytes()
+    assert predictions_png(inputs, tmp_path / "again") == first, "same inputs, same image"
+
+    def draw(predictions: Path, score_threshold: float = 0.5) -> bytes:
+        figure = example_predictions_figure(
+            predictions=predictions,
+            annotations=inputs["annotations"],
+            images=inputs["images"],
+            num_examples=6,
+            score_threshold=score_threshold,
+        )
+        return save_figure(figure, tmp_path / "direct.png").read_bytes()
+
+    assert draw(inputs["predictions"]) == first, "the library call draws what the report does"
+    shifted = write_json(tmp_path / "shifted.json", predictions_for(inputs["annotations"], shift=6))
+    assert draw(shifted) != first
+    assert draw(inputs["predictions"], score_threshold=0.1) != first
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def cli_args(inputs: dict[str, Any]) -> list[str]:
+    return [
+        arg for key, value in inputs.items() for arg in (f"--{key.replace('_', '-')}", str(value))
+    ]
+
+
+def test_cli_writes_the_report(inputs: dict[str, Any], tmp_path: Path) -> None:
+    out_dir = tmp_path / "cli"
+    result = run_script(
+        "--run-name",
+        "cli-run",
+        "--out-dir",
+        str(out_dir),
+        *cli_args(inputs),
+        "--num-examples",
+        "3",
+        "--score-threshold",
+        "0.7",
+    )
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out_dir.iterdir()} == ALL_FIGURES | {"metrics.csv", "summary.md"}
+    assert "cli-run" in (out_dir / "summary.md").read_text()
+
+
+def test_cli_help_documents_every_option() -> None:
+    result = run_script("--help")
+    assert result.returncode == 0
+    for option in (
+        "--run-name",
+        "--out-dir",
+        "--metrics-log",
+        "--metrics",
+        "--predictions",
+        "--annotations",
+        "--images",
+        "--per-category-csv",
+        "--pr-curves-csv",
+        "--provenance",
+        "--num-examples",
+        "--score-threshold",
+    ):
+        assert option in result.stdout, option
+
+
+def test_cli_reports_errors_without_traceback(inputs: dict[str, Any], tmp_path: Path) -> None:
+    broken = tmp_path / "metrics.json"
+    broken.write_text("{")
+    args = cli_args(inputs | {"metrics": broken})
+    result = run_script("--run-name", "x", "--out-dir", str(tmp_path / "out"), *args)
+    assert result.returncode == 2
+    assert "metrics.json: not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_format_duration() -> None:
+    assert format_duration(3725) == "1 h 02 min 05 s"
+    assert format_duration(768) == "12 min 48 s"
+    assert format_duration(9.5) == "9.5 s"
+
+
+def test_per_category_extremes_split_only_when_there_are_many() -> None:
+    frame = pd.DataFrame(
+        {
+            "iou_type": "bbox",
+            "category_name": [f"c{i}" for i in range(25)],
+            "AP": [i / 25 for i in range(25)],
+        }
+    )
+    shown = extremes(frame, 10)
+    assert list(shown["rank"]) == ["best"] * 10 + ["worst"] * 10
+    assert shown["AP"].iloc[0] == pytest.approx(24 / 25) and shown["AP"].iloc[-1] == 0
+    assert set(extremes(frame.head(5), 10)["rank"]) == {"all"}
