@@ -1,0 +1,167 @@
+"""Reading and checking the two inputs of an evaluation: COCO ground truth and results.
+
+pycocotools and faster-coco-eval fail on bad input with a bare ``AssertionError`` or
+``KeyError`` deep inside, or, worse, silently ignore detections of unknown categories.
+Every check here runs before either library sees the data and raises a PipelineError that
+names the file, the first offending record and the fix.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.fileio import read_json
+
+IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
+# The field of a detection that each iou type evaluates.
+RESULT_FIELD: dict[str, str] = {"bbox": "bbox", "segm": "segmentation"}
+RESULTS_IN_MEMORY = "<results list>"  # how messages name results passed as a list
+
+_GT_KEYS: dict[str, tuple[str, ...]] = {
+    "images": ("id", "height", "width"),
+    "categories": ("id", "name"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation"),
+}
+_RESULT_KEYS = ("image_id", "category_id", "score")
+
+
+def load_ground_truth(path: str | Path) -> dict[str, Any]:
+    """Read a COCO annotation file and check the keys that the evaluation relies on."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: expected a COCO annotation object, got {type(data).__name__}")
+    for section, keys in _GT_KEYS.items():
+        items = data.get(section)
+        if not isinstance(items, list):
+            raise PipelineError(
+                f"{path}: missing list '{section}'; is this a COCO annotation file?"
+            )
+        _require_keys(items, keys, str(path), section)
+    return data
+
+
+def load_results(results: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Return the detections and the name that error messages use for them."""
+    if isinstance(results, list):
+        records, source = results, RESULTS_IN_MEMORY
+    else:
+        records, source = read_json(results), str(results)
+    if not isinstance(records, list):
+        raise PipelineError(
+            f"{source}: expected a COCO results list [{{image_id, category_id, score, ...}}], "
+            f"got {type(records).__name__}"
+        )
+    _require_keys(records, _RESULT_KEYS, source, "detection")
+    return records, source
+
+
+def check_result_ids(
+    records: Sequence[Mapping[str, Any]], ground_truth: Mapping[str, Any], source: str, gt: str
+) -> None:
+    """Refuse detections on images or categories that the ground truth does not know.
+
+    pycocotools asserts on unknown images and silently drops unknown categories (which
+    lowers no number but hides a label-mapping bug), so both are turned into one error.
+    """
+    for key, section in (("image_id", "images"), ("category_id", "categories")):
+        known = {item["id"] for item in ground_truth[section]}
+        ids = list(map(operator.itemgetter(key), records))
+        if _all_known(ids, known):
+            continue
+        index, value = next((i, v) for i, v in enumerate(ids) if not _all_known([v], known))
+        raise PipelineError(
+            f"{source}: detection[{index}] has {key} {value!r}, which is not in the {section} "
+            f"of {gt}; evaluate the results against the annotation file of the split they were "
+            f"predicted on (and check the label -> category_id mapping)"
+        )
+
+
+def _all_known(ids: list[Any], known: set[Any]) -> bool:
+    try:
+        return known.issuperset(ids)
+    except TypeError:  # an unhashable id (a list, say) is not a known one
+        return False
+
+
+def resolve_iou_types(
+    records: Sequence[Mapping[str, Any]], requested: Iterable[str] | None, source: str
+) -> tuple[str, ...]:
+    """The iou types to evaluate, in canonical order: those asked for, else those present.
+
+    A type is present when any detection carries its field; every detection must then carry
+    it, in the COCO results format, or the first that does not is named here rather than
+    failing inside the library.
+    Results without any detection get every iou type, so that metrics.json keeps its shape.
+    """
+    if requested is None:
+        present = {t for t in IOU_TYPES if any(RESULT_FIELD[t] in r for r in records)}
+        chosen = present if records else set(IOU_TYPES)
+    else:
+        chosen = set(requested)
+        unknown = sorted(chosen - set(IOU_TYPES))
+        if unknown:
+            raise PipelineError(
+                f"unknown iou type(s) {', '.join(unknown)}; choose from {', '.join(IOU_TYPES)}"
+            )
+    if not chosen:
+        raise PipelineError(
+            f"{source}: detections carry neither 'bbox' nor 'segmentation'; nothing to evaluate"
+        )
+    iou_types = tuple(t for t in IOU_TYPES if t in chosen)
+    for iou_type in iou_types:
+        _check_field(records, iou_type, source)
+    return iou_types
+
+
+def _check_field(records: Sequence[Mapping[str, Any]], iou_type: str, source: str) -> None:
+    field = RESULT_FIELD[iou_type]
+    values = [record.get(field) for record in records]
+    if _all_valid(iou_type, values):
+        return
+    bad = next(((i, v) for i, v in enumerate(values) if not _valid(iou_type, v)), None)
+    if bad is None:  # valid after all, e.g. a subclass of list
+        return
+    index, value = bad
+    if value is None:
+        raise PipelineError(
+            f"{source}: iou type '{iou_type}' needs '{field}' in every detection, but "
+            f"detection[{index}] has none; predict it or leave '{iou_type}' out of the iou types"
+        )
+    expected = "[x, y, width, height]" if iou_type == "bbox" else "RLE {size, counts}"
+    raise PipelineError(
+        f"{source}: detection[{index}] has '{field}' {str(value)[:60]}, expected {expected}; "
+        f"write results in the COCO results format"
+    )
+
+
+def _valid(iou_type: str, value: Any) -> bool:
+    if iou_type == "bbox":
+        return isinstance(value, list | tuple) and len(value) == 4
+    return isinstance(value, dict) and "counts" in value and "size" in value
+
+
+def _all_valid(iou_type: str, values: list[Any]) -> bool:
+    """``_valid`` for every value, through builtins that loop in C (a million take ~0.1 s)."""
+    types = set(map(type, values))
+    if iou_type == "bbox":
+        return types <= {list, tuple} and set(map(len, values)) <= {4}
+    return types <= {dict} and all(
+        all(map(operator.contains, values, repeat(key))) for key in ("counts", "size")
+    )
+
+
+def _require_keys(items: Sequence[Any], keys: Sequence[str], source: str, kind: str) -> None:
+    required = frozenset(keys)
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and required <= item.keys():
+            continue
+        where = f"{source}: {kind}[{index}]"
+        if not isinstance(item, dict):
+            raise PipelineError(f"{where} is a {type(item).__name__}, expected an object")
+        missing = ", ".join(repr(key) for key in keys if key not in item)
+        raise PipelineError(f"{where} lacks {missing}; every entry needs {', '.join(keys)}")
