@@ -1,0 +1,30 @@
+# A reproducible Mask R-CNN pipeline: data -> train -> predict -> evaluate -> report.
+# Every stage is a rule with file targets; see README.md ("How it works").
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+
+
+# Run, dataset and split names become paths: keep them to safe characters.
+wildcard_constraints:
+    run=r"[A-Za-z0-9_.-]+",
+    dataset=r"[A-Za-z0-9_.-]+",
+    split=r"[A-Za-z0-9_.-]+",
+
+
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        run_reports(),

@@ -1,0 +1,45 @@
+# Evaluation: predict on a run's eval split, then the COCO metrics of those predictions.
+
+
+rule predict:
+    input:
+        unpack(predict_inputs),
+    output:
+        "results/{run}/eval/{split}/predictions.json",
+    log:
+        "results/logs/predict/{run}.{split}.log",
+    benchmark:
+        "results/benchmarks/predict/{run}.{split}.tsv"
+    conda:
+        ENV
+    threads: 2
+    params:
+        settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+    shell:
+        "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
+        " --images {input.images:q} --annotations {input.annotations:q} --out {output:q}"
+        " --workers {threads} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        predictions="results/{run}/eval/{split}/predictions.json",
+        annotations=lambda wildcards: eval_split_inputs(wildcards)["annotations"],
+        code=code("evaluate", "evaluation"),
+    output:
+        metrics="results/{run}/eval/{split}/metrics.json",
+        per_category="results/{run}/eval/{split}/per_category.csv",
+        pr_curves="results/{run}/eval/{split}/pr_curves.csv",
+    log:
+        "results/logs/evaluate/{run}.{split}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{run}.{split}.tsv"
+    conda:
+        ENV
+    params:
+        backend=config["evaluation"]["backend"],
+    shell:
+        "python scripts/evaluate.py --annotations {input.annotations:q}"
+        " --results {input.predictions:q} --backend {params.backend} --out {output.metrics:q}"
+        " --per-category-csv {output.per_category:q} --pr-curves-csv {output.pr_curves:q}"
+        " > {log} 2>&1"
