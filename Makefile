@@ -5,6 +5,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 # Jobs run `python scripts/...`: put the project's environment first on PATH for them.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# ... and import this checkout's package (also from another worktree sharing the venv).
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: install demo test lint format clean-demo
 

@@ -30,6 +30,8 @@ def tool_env(**extra: str) -> dict[str, str]:
     """The environment jobs see: the project's venv first on PATH, one thread per process."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # This checkout's package, also when the venv's editable install points at another one.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "1")
     env.update(extra)
     return env
