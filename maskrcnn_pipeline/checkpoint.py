@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,17 @@ class Checkpointer:
     def _prune(self) -> None:
         for old in self.existing()[: -self.keep]:
             old.unlink(missing_ok=True)
+
+    def retire(self) -> Path | None:
+        """Move the checkpoints aside (to ``<dir>.previous``, replacing an older one) when
+        they belong to other settings: a changed run must start over, but the old state is
+        not deleted by surprise."""
+        if not self.existing():
+            return None
+        previous = self.directory.with_name(self.directory.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        self.directory.rename(previous)
+        return previous
 
     def latest(self) -> Path | None:
         marker = self.directory / LAST

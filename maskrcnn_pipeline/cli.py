@@ -21,13 +21,14 @@ def setup_logging(level: int = logging.INFO) -> None:
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
-    """Run a script's ``main`` and map a PipelineError to exit code 2 with its message."""
+    """Run a script's ``main`` and map a PipelineError to its message and exit code 2 (or
+    the error's own ``exit_code``, e.g. 128 + signal for an interrupted training)."""
     setup_logging()
     try:
         code = main(argv)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

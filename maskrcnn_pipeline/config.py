@@ -101,6 +101,11 @@ def _cross_check(config: Mapping[str, Any]) -> list[str]:
         steps = run["solver"]["steps"]
         if steps != sorted(steps):
             problems.append(f"runs.{run_name}.solver.steps: must be increasing, got {steps}")
+        if any(v is not None for v in run["early_stop"].values()) and not run["eval_period"]:
+            problems.append(
+                f"runs.{run_name}.early_stop: needs runs.{run_name}.eval_period > 0 "
+                "(targets are checked at the periodic evaluations)"
+            )
     return problems
 
 
@@ -175,6 +180,9 @@ def run_config(config: Mapping[str, Any], run: str) -> dict[str, Any]:
 TRAIN_KEYS = (
     "gpus",
     "nodes",
+    "cpu_processes",
+    "eval_period",
+    "early_stop",
     "precision",
     "channels_last",
     "seed",
@@ -191,7 +199,10 @@ TRAIN_KEYS = (
 def train_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
     """The part of a run's config that training depends on (its ``params:``)."""
     settings = run_config(config, run)
-    return {key: copy.deepcopy(settings[key]) for key in TRAIN_KEYS}
+    selected = {key: copy.deepcopy(settings[key]) for key in TRAIN_KEYS}
+    if settings["eval_period"]:
+        selected["test"] = copy.deepcopy(settings["test"])  # periodic evaluation uses them
+    return selected
 
 
 def predict_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:

@@ -6,11 +6,17 @@ torchrun's environment variables everything below degrades to the single-process
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from maskrcnn_pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,3 +69,29 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def parameters_digest(model: torch.nn.Module) -> str:
+    """sha256 over every parameter's bytes: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def verify_replicas_in_sync(model: torch.nn.Module, info: DistInfo) -> str:
+    """Check that DDP kept every process's weights bit-identical (a desync would silently
+    train N different models); raises naming the processes that differ."""
+    digest = parameters_digest(model)
+    if not info.distributed:
+        return digest
+    digests: list[str | None] = [None] * info.world_size
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) != 1:
+        raise PipelineError(
+            f"model replicas differ across processes after training: {digests}; this is a "
+            "bug in distributed training, please report it"
+        )
+    log.info("model replicas identical on %d processes (sha256 %s)", info.world_size, digest)
+    return digest

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from maskrcnn_pipeline.data.coco import Target
+from maskrcnn_pipeline.data.transforms import decode_on_device, is_encoded
 from maskrcnn_pipeline.distributed import DistInfo, all_reduce_mean
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.solver import IterationLR
@@ -50,7 +51,8 @@ class Hook:
         """Called after every iteration."""
 
     def after_train(self, trainer: Trainer) -> None:
-        """Called once when ``max_iter`` is reached (not when training stops early)."""
+        """Called once when training completed (``max_iter`` or an early stop at a target
+        AP), not when a signal interrupted it."""
 
 
 @dataclass
@@ -68,7 +70,12 @@ class Trainer:
     dist: DistInfo = field(default_factory=DistInfo)
     hooks: Sequence[Hook] = ()
     iteration: int = 0
-    stop_requested: bool = False
+    #: set by a signal handler in this process; all processes stop at the same iteration
+    stop_signal: int | None = None
+    #: True once the processes agreed to stop early because of a signal
+    interrupted: bool = False
+    #: set by a hook (target AP reached) to end training as if max_iter were reached
+    finished_early: bool = False
 
     def autocast(self) -> AbstractContextManager:
         if self.precision == "fp32":
@@ -76,8 +83,13 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
     def to_device(self, batch: Batch) -> Batch:
-        """Move a batch to the device; images become float in [0, 1] there (uint8 travels)."""
+        """Move a batch to the device; images become float in [0, 1] there (uint8 travels).
+
+        Encoded JPEGs (GPU decoding) are decoded on the device in one batched call.
+        """
         images, targets = batch
+        if images and is_encoded(images[0]):
+            images = decode_on_device(images, targets, self.device)
         images = [image.to(self.device, non_blocking=True).float().div_(255) for image in images]
         if self.channels_last:
             images = [image.contiguous(memory_format=torch.channels_last) for image in images]
@@ -118,15 +130,31 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
 
     def _reduce(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-        stacked = all_reduce_mean(torch.stack([v.float() for v in losses.values()]), self.dist)
-        return dict(zip(losses, stacked.tolist(), strict=True))
+        """Average the losses over all processes; the same collective agrees on stopping.
+
+        A signal may reach the processes at slightly different times: carrying each one's
+        stop flag in the loss reduction makes every process stop after the same iteration.
+        """
+        flag = torch.tensor([float(self.stop_signal is not None)], device=self.device)
+        values = torch.cat([torch.stack([v.float() for v in losses.values()]), flag])
+        reduced = all_reduce_mean(values, self.dist).tolist()
+        self.interrupted = reduced[-1] > 0
+        return dict(zip(losses, reduced[:-1], strict=True))
+
+    def request_stop(self, signum: int) -> None:
+        """Signal handler: finish this iteration, then stop (the caller checkpoints)."""
+        self.stop_signal = signum
 
     def run(self) -> None:
-        """Train from ``self.iteration`` to ``max_iter`` (or until a stop is requested)."""
+        """Train from ``self.iteration`` to ``max_iter``, an early stop, or an interruption.
+
+        ``after_train`` hooks run when training completed (``max_iter`` or early stop), not
+        when it was interrupted; check :attr:`interrupted` afterwards.
+        """
         self.model.train()
         for hook in self.hooks:
             hook.before_train(self)
-        while self.iteration < self.max_iter and not self.stop_requested:
+        while self.iteration < self.max_iter and not self.finished_early:
             started = time.perf_counter()
             batch = next(self.batches)
             fetched = time.perf_counter()
@@ -143,6 +171,7 @@ class Trainer:
             )
             for hook in self.hooks:
                 hook.after_step(self, result)
-        if self.iteration >= self.max_iter:
-            for hook in self.hooks:
-                hook.after_train(self)
+            if self.interrupted:
+                return
+        for hook in self.hooks:
+            hook.after_train(self)

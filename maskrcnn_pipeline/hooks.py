@@ -95,7 +95,11 @@ def truncate_metrics(path: Path, iteration: int) -> None:
 
 
 class PeriodicCheckpoint(Hook):
-    """Saves the full training state every ``period`` iterations (rank 0)."""
+    """Saves the full training state every ``period`` iterations.
+
+    Every process builds the state (it gathers each process's RNG state, a collective);
+    rank 0 alone writes it.
+    """
 
     def __init__(
         self, checkpointer: Checkpointer, period: int, state: Callable[[], dict[str, Any]]
@@ -105,9 +109,11 @@ class PeriodicCheckpoint(Hook):
         self.state = state
 
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        due = result.iteration % self.period == 0 and result.iteration < trainer.max_iter
-        if due and trainer.dist.is_main:
-            self.checkpointer.save(result.iteration, self.state())
+        if result.iteration % self.period or result.iteration >= trainer.max_iter:
+            return
+        state = self.state()
+        if trainer.dist.is_main:
+            self.checkpointer.save(result.iteration, state)
 
 
 class Progress(Hook):

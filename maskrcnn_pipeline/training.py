@@ -3,21 +3,27 @@ the last checkpoint if there is one, and write the final model and metrics atomi
 
 Outputs in ``out_dir``: ``model_final.pth`` (weights + everything needed to rebuild the model
 and map labels back to the dataset's category ids), ``metrics.jsonl`` and
-``provenance.json``. Resume state stays in ``out_dir/checkpoints/``.
+``provenance.json``. Resume state stays in ``out_dir/checkpoints/``. On SIGTERM or SIGUSR1
+(preemption, time limit) every process finishes its iteration, rank 0 saves a checkpoint
+and training exits with :class:`TrainingInterrupted`; the next run resumes from it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import shutil
-from collections.abc import Iterator, Mapping
+import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -25,12 +31,19 @@ from maskrcnn_pipeline.checkpoint import Checkpointer, rng_state, set_rng_state
 from maskrcnn_pipeline.data.coco import CocoInstances, collate
 from maskrcnn_pipeline.data.sampler import GroupedBatchSampler
 from maskrcnn_pipeline.data.transforms import RandomFlips
-from maskrcnn_pipeline.distributed import DistInfo, barrier, init_distributed, shutdown
-from maskrcnn_pipeline.engine import Batch, Trainer
+from maskrcnn_pipeline.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    shutdown,
+    verify_replicas_in_sync,
+)
+from maskrcnn_pipeline.engine import Hook, Trainer
+from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import atomic_path
 from maskrcnn_pipeline.hooks import MetricsWriter, PeriodicCheckpoint, Progress
 from maskrcnn_pipeline.model import build_model
-from maskrcnn_pipeline.provenance import write_provenance
+from maskrcnn_pipeline.provenance import sha256_file, write_provenance
 from maskrcnn_pipeline.solver import (
     IterationLR,
     Schedule,
@@ -41,12 +54,29 @@ from maskrcnn_pipeline.solver import (
 
 log = logging.getLogger(__name__)
 
+#: Signals that mean "save and stop": Slurm sends SIGTERM at preemption and at the time
+#: limit, and SIGUSR1 ahead of it when asked to (sbatch --signal=USR1@<seconds>).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class TrainingInterrupted(PipelineError):
+    """Training stopped on a signal after saving a checkpoint; a rerun resumes from it."""
+
+    def __init__(self, signum: int, iteration: int, checkpoint: Path) -> None:
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"training stopped by {signal.Signals(signum).name} after iteration {iteration}; "
+            f"saved {checkpoint}; run the same rule again to resume from it"
+        )
+
 
 @dataclass(frozen=True)
 class TrainPaths:
     images: Path
     annotations: Path
     out_dir: Path
+    eval_images: Path | None = None
+    eval_annotations: Path | None = None
 
     @property
     def checkpoints(self) -> Path:
@@ -58,8 +88,21 @@ class TrainPaths:
         return self.checkpoints / "metrics.jsonl"
 
 
-def select_device(settings: Mapping[str, Any]) -> torch.device:
-    return torch.device("cuda" if settings["gpus"] > 0 else "cpu")
+@dataclass
+class Components:
+    """Everything that holds training state, built the same way for training and benchmarks."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: IterationLR
+    scaler: torch.amp.GradScaler | None
+    channels_last: bool
+
+
+def select_device(settings: Mapping[str, Any], dist: DistInfo | None = None) -> torch.device:
+    if settings["gpus"] == 0:
+        return torch.device("cpu")
+    return torch.device("cuda", dist.local_rank if dist else 0)
 
 
 def seed_everything(seed: int, rank: int) -> None:
@@ -68,9 +111,11 @@ def seed_everything(seed: int, rank: int) -> None:
     torch.manual_seed(seed + rank)
 
 
-def endless(loader: DataLoader) -> Iterator[Batch]:
-    """The loader's sampler is endless already; this only makes the iterator explicit."""
-    yield from loader
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave stop signals to the training process, which must outlive
+    them long enough to save a checkpoint."""
+    for sig in (*STOP_SIGNALS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def make_loader(
@@ -94,46 +139,36 @@ def make_loader(
         num_workers=workers,
         pin_memory=settings["gpus"] > 0,
         persistent_workers=workers > 0,
+        worker_init_fn=_ignore_stop_signals if workers > 0 else None,
     )
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def train(settings: Mapping[str, Any], paths: TrainPaths) -> None:
-    """Train (or resume) to ``solver.max_iter`` and write the final outputs."""
-    device = select_device(settings)
-    dist = init_distributed(device.type == "cuda")
-    try:
-        _train(settings, paths, device, dist)
-    finally:
-        shutdown(dist)
-
-
-def _train(
-    settings: Mapping[str, Any], paths: TrainPaths, device: torch.device, dist: DistInfo
-) -> None:
-    if settings["threads"]:
-        torch.set_num_threads(settings["threads"])
-    seed_everything(settings["seed"], dist.rank)
-    solver = settings["solver"]
-    input_settings = settings["input"]
-    dataset = CocoInstances(
+def training_dataset(settings: Mapping[str, Any], paths: TrainPaths) -> CocoInstances:
+    input_settings, loader = settings["input"], settings["dataloader"]
+    return CocoInstances(
         paths.images,
         paths.annotations,
         train=True,
         transform=RandomFlips(input_settings["horizontal_flip"], input_settings["vertical_flip"]),
-        cache=settings["dataloader"]["cache_images"],
+        cache=loader["cache_images"],
+        decode=not (loader["gpu_decode"] and settings["gpus"] > 0),
     )
-    log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
+
+
+def build_components(
+    settings: Mapping[str, Any], num_classes: int, device: torch.device, dist: DistInfo
+) -> Components:
+    """Model, optimizer (linear scaling rule), LR schedule and gradient scaler of a run."""
+    solver = settings["solver"]
     model = build_model(
-        settings["model"], num_classes=len(dataset.categories), input_settings=input_settings
-    ).to(device)
+        settings["model"], num_classes=num_classes, input_settings=settings["input"]
+    )
+    model = model.to(device)
+    if settings["model"]["norm"] == "bn" and dist.distributed and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     channels_last = settings["channels_last"] and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-
     global_batch = solver["ims_per_gpu"] * dist.world_size
     lr = scaled_lr(solver, global_batch)
     log.info(
@@ -150,36 +185,119 @@ def _train(
     )
     scheduler = IterationLR(optimizer, Schedule.from_settings(solver, lr / solver["base_lr"]))
     scaler = torch.amp.GradScaler(device.type) if settings["precision"] == "fp16" else None
+    return Components(model, optimizer, scheduler, scaler, channels_last)
+
+
+def gather_rng_states(dist: DistInfo) -> list[dict[str, Any]]:
+    """Every process's RNG state (the RPN/RoI samplers draw from them), for rank 0 to save."""
+    state = rng_state()
+    if not dist.distributed:
+        return [state]
+    states: list[Any] = [None] * dist.world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def restore(components: Components, state: Mapping[str, Any], dist: DistInfo) -> None:
+    components.model.load_state_dict(state["model"])
+    components.optimizer.load_state_dict(state["optimizer"])
+    components.scheduler.load_state_dict(state["scheduler"])
+    if components.scaler is not None and state.get("scaler"):
+        components.scaler.load_state_dict(state["scaler"])
+    states = state["rng"]
+    if len(states) == dist.world_size:
+        set_rng_state(states[dist.rank])
+    else:
+        log.warning(
+            "checkpoint holds RNG states of %d processes, this run has %d: RNG not restored",
+            len(states),
+            dist.world_size,
+        )
+
+
+#: Settings that change how training is run or watched, not the weights it produces: a
+#: checkpoint written under other values of these is still resumed.
+OPERATIONAL_KEYS = ("log_period", "checkpoint", "threads", "eval_period", "early_stop", "test")
+
+
+def resume_fingerprint(settings: Mapping[str, Any], annotations: Path) -> str:
+    """What a checkpoint must match to be resumed: the run's training settings and the
+    training annotations. Anything else (new LR, new data) starts over."""
+    relevant = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
+    relevant["dataloader"] = {k: v for k, v in settings["dataloader"].items() if k != "workers"}
+    text = json.dumps(relevant, sort_keys=True) + sha256_file(annotations)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_resume_state(
+    checkpointer: Checkpointer, fingerprint: str, dist: DistInfo
+) -> dict[str, Any] | None:
+    state = checkpointer.load_latest()
+    if state is None or state.get("fingerprint") == fingerprint:
+        return state
+    barrier(dist)  # every process has read the directory before rank 0 moves it
+    if dist.is_main:
+        moved = checkpointer.retire()
+        log.warning(
+            "checkpoints in %s were written with other settings or data: moved to %s, "
+            "training starts from scratch",
+            checkpointer.directory,
+            moved,
+        )
+    barrier(dist)
+    return None
+
+
+def train(settings: Mapping[str, Any], paths: TrainPaths) -> None:
+    """Train (or resume) to ``solver.max_iter`` and write the final outputs."""
+    dist = init_distributed(settings["gpus"] > 0)
+    try:
+        _train(settings, paths, select_device(settings, dist), dist)
+    finally:
+        shutdown(dist)
+
+
+def _train(
+    settings: Mapping[str, Any], paths: TrainPaths, device: torch.device, dist: DistInfo
+) -> None:
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    seed_everything(settings["seed"], dist.rank)
+    dataset = training_dataset(settings, paths)
+    log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
+    components = build_components(settings, len(dataset.categories), device, dist)
 
     checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
-    state = checkpointer.load_latest()
-    start_iter, elapsed = 0, 0.0
+    fingerprint = resume_fingerprint(settings, paths.annotations)
+    state = load_resume_state(checkpointer, fingerprint, dist)
+    start_iter = state["iteration"] if state else 0
+    elapsed = state.get("elapsed", 0.0) if state else 0.0
+    # The loader's iterator draws a seed from the global RNG when created: create it before
+    # the RNG state is restored, so a resumed run continues the exact random stream.
+    batches = iter(make_loader(dataset, settings, dist, start_iter))
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][dist.rank] if isinstance(state["rng"], list) else state["rng"])
-        start_iter, elapsed = state["iteration"], state.get("elapsed", 0.0)
+        restore(components, state, dist)
 
+    model = components.model
     train_model: nn.Module = model
     if dist.distributed:
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if device.type == "cuda" else None
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True,
         )
     metrics = MetricsWriter(paths.live_metrics, settings["log_period"], elapsed=elapsed)
     trainer = Trainer(
         model=train_model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        batches=endless(make_loader(dataset, settings, dist, start_iter)),
+        optimizer=components.optimizer,
+        scheduler=components.scheduler,
+        batches=batches,
         device=device,
-        max_iter=solver["max_iter"],
+        max_iter=settings["solver"]["max_iter"],
         precision=settings["precision"],
-        clip_grad_norm=solver["clip_grad_norm"],
-        channels_last=channels_last,
-        scaler=scaler,
+        clip_grad_norm=settings["solver"]["clip_grad_norm"],
+        channels_last=components.channels_last,
+        scaler=components.scaler,
         dist=dist,
         iteration=start_iter,
     )
@@ -187,30 +305,79 @@ def _train(
     def training_state() -> dict[str, Any]:
         return {
             "iteration": trainer.iteration,
+            "fingerprint": fingerprint,
             "elapsed": metrics.elapsed(),
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(),
+            "optimizer": components.optimizer.state_dict(),
+            "scheduler": components.scheduler.state_dict(),
+            "scaler": components.scaler.state_dict() if components.scaler else None,
+            "rng": gather_rng_states(dist),
         }
 
     trainer.hooks = [
         metrics,
         PeriodicCheckpoint(checkpointer, settings["checkpoint"]["period"], training_state),
+        *periodic_evaluation(settings, paths, model, dataset, metrics),
         Progress(settings["log_period"]),
     ]
-    trainer.run()
-    barrier(dist)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: trainer.request_stop(signum))
+    try:
+        trainer.run()
+    finally:
+        # Drop the last references to the loader's iterator: its finaliser stops the worker
+        # processes through their queues. Left to interpreter exit, they would be sent
+        # SIGTERM, which they ignore (see _ignore_stop_signals), and exit would hang.
+        trainer.batches = iter(())
+        del batches
+
+    if trainer.interrupted:
+        state = training_state()  # collective: every process takes part
+        saved = checkpointer.path_for(trainer.iteration)
+        if dist.is_main:
+            checkpointer.save(trainer.iteration, state)
+        barrier(dist)
+        raise TrainingInterrupted(trainer.stop_signal or signal.SIGTERM, trainer.iteration, saved)
+    verify_replicas_in_sync(model, dist)
     if dist.is_main:
         final = {
             "model": model.state_dict(),
             "model_settings": settings["model"],
-            "input_settings": input_settings,
+            "input_settings": settings["input"],
             "categories": dataset.categories.to_list(),
             "iteration": trainer.iteration,
         }
         save_final(paths, final, settings, device, training_seconds=metrics.elapsed())
+
+
+def periodic_evaluation(
+    settings: Mapping[str, Any],
+    paths: TrainPaths,
+    model: nn.Module,
+    dataset: CocoInstances,
+    metrics: MetricsWriter,
+) -> list[Hook]:
+    """The evaluation hook when the run asks for one (eval_period > 0)."""
+    if not settings["eval_period"]:
+        return []
+    if paths.eval_images is None or paths.eval_annotations is None:
+        raise PipelineError(
+            "eval_period is set: pass the eval split (--eval-images/--eval-annotations)"
+        )
+    from maskrcnn_pipeline.periodic_eval import PeriodicEvaluation
+    from maskrcnn_pipeline.predict import images_from_annotations
+
+    return [
+        PeriodicEvaluation(
+            model=model,
+            categories=dataset.categories,
+            entries=images_from_annotations(paths.eval_images, paths.eval_annotations),
+            annotations=paths.eval_annotations,
+            settings=settings,
+            metrics_path=metrics.path,
+            workers=settings["dataloader"]["workers"],
+        )
+    ]
 
 
 def save_final(

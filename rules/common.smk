@@ -79,7 +79,7 @@ def synthetic_args(wildcards):
 
 def train_inputs(wildcards):
     paths = split_of(wildcards.run, "train_split")
-    return {
+    inputs = {
         "images": paths["images"],
         "annotations": paths["annotations"],
         "code": code(
@@ -94,8 +94,29 @@ def train_inputs(wildcards):
             "data/coco",
             "data/sampler",
             "data/transforms",
+            "launch",
+            "periodic_eval",
+            "predict",
         ),
     }
+    if run_config(config, wildcards.run)["eval_period"]:
+        evaluation = split_of(wildcards.run, "eval_split")
+        inputs["eval_images"] = evaluation["images"]
+        inputs["eval_annotations"] = evaluation["annotations"]
+    return inputs
+
+
+def train_eval_args(wildcards):
+    """The eval split for periodic evaluation during training, when the run has one."""
+    if not run_config(config, wildcards.run)["eval_period"]:
+        return ""
+    evaluation = split_of(wildcards.run, "eval_split")
+    return f"--eval-images {evaluation['images']} --eval-annotations {evaluation['annotations']}"
+
+
+def train_launcher(wildcards):
+    """srun starts one launcher per node of a multi-node run (Slurm's `mpi` resource)."""
+    return "srun" if run_config(config, wildcards.run)["nodes"] > 1 else ""
 
 
 def train_threads(wildcards):

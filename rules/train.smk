@@ -1,5 +1,7 @@
-# Training: one rule per run. Resume state lives in results/<run>/train/checkpoints/, which is
-# not a declared output, so a failed or killed job never loses it.
+# Training: one rule per run, launched with torchrun when the run has several processes
+# (scripts/train.py starts it). Resume state lives in results/<run>/train/checkpoints/, which
+# is not a declared output, so a failed, preempted or killed job never loses it: `retries`
+# (and any rerun) resumes from the last checkpoint. The log is appended across attempts.
 
 
 rule train:
@@ -13,12 +15,17 @@ rule train:
         "results/logs/train/{run}.log",
     benchmark:
         "results/benchmarks/train/{run}.tsv"
+    retries: 2
     conda:
         ENV
     threads: train_threads
+    resources:
+        mpi=train_launcher,
     params:
         settings=lambda wildcards: as_json(train_settings(config, wildcards.run)),
         out_dir=subpath(output.model, parent=True),
+        eval_split=train_eval_args,
     shell:
-        "python scripts/train.py --settings {params.settings:q} --images {input.images:q}"
-        " --annotations {input.annotations:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+        "{resources.mpi} python scripts/train.py --settings {params.settings:q}"
+        " --images {input.images:q} --annotations {input.annotations:q}"
+        " {params.eval_split} --out-dir {params.out_dir:q} >> {log} 2>&1"

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Train a Mask R-CNN run (resumes from its last checkpoint when there is one).
 
-Settings come either as the JSON the Snakemake rule passes (--settings) or from a config
-file and a run name (--config/--run), validated against schemas/ either way.
+One process per GPU of the run (or cpu_processes on the CPU): with more than one, this
+script starts torchrun on itself. Settings come either as the JSON the Snakemake rule passes
+(--settings) or from a config file and a run name (--config/--run, validated).
+SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +26,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--annotations", type=Path, required=True, help="training COCO annotation JSON"
     )
+    parser.add_argument("--eval-images", type=Path, help="eval split images (for eval_period > 0)")
+    parser.add_argument(
+        "--eval-annotations", type=Path, help="eval split annotation JSON (for eval_period > 0)"
+    )
     parser.add_argument(
         "--out-dir",
         type=Path,
@@ -31,14 +39,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
+    """The arguments of each torchrun worker: the resolved settings and the same paths."""
+    paths = {
+        "--images": args.images,
+        "--annotations": args.annotations,
+        "--eval-images": args.eval_images,
+        "--eval-annotations": args.eval_annotations,
+        "--out-dir": args.out_dir,
+    }
+    arguments = ["--settings", json.dumps(settings)]
+    for flag, value in paths.items():
+        if value is not None:
+            arguments += [flag, str(value)]
+    return arguments
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    settings = resolve_settings(args, kind="train")
+    from maskrcnn_pipeline import launch
+
+    if not launch.under_torchrun(os.environ):
+        launch.check_gpus(settings, launch.visible_gpus())
+        if launch.needs_torchrun(settings):
+            command = launch.torchrun_command(
+                settings, __file__, worker_args(args, settings), os.environ
+            )
+            return launch.run_forwarding_signals(command)
+
     from maskrcnn_pipeline.training import TrainPaths, train
 
-    train(
-        resolve_settings(args, kind="train"),
-        TrainPaths(args.images, args.annotations, args.out_dir),
+    paths = TrainPaths(
+        args.images, args.annotations, args.out_dir, args.eval_images, args.eval_annotations
     )
+    train(settings, paths)
     return 0
 
 

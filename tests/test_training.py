@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ from maskrcnn_pipeline.config import train_settings, validate_config
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from maskrcnn_pipeline.engine import Trainer
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.hooks import Progress
 from maskrcnn_pipeline.model import build_model
 from maskrcnn_pipeline.solver import IterationLR, Schedule
-from maskrcnn_pipeline.training import TrainPaths, train
+from maskrcnn_pipeline.training import TrainingInterrupted, TrainPaths, train
 from tests.conftest import TESTS_DATA, run_script
 
 
@@ -61,16 +63,32 @@ def test_train_writes_model_metrics_and_provenance(tiny_config, tiny_data, tmp_p
     assert {"git", "packages", "hardware", "inputs", "settings"} <= set(provenance)
 
 
-def test_resume_gives_the_same_weights_as_a_straight_run(tiny_config, tiny_data, tmp_path) -> None:
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, iteration: int) -> None:
+    """Deliver a stop request during ``iteration``, as the SIGTERM handler would; the
+    processes agree on it in the next iteration's collective and stop after that one."""
+    original = Progress.after_step
+
+    def after_step(self, trainer, result):
+        original(self, trainer, result)
+        if result.iteration == iteration:
+            trainer.request_stop(signal.SIGTERM)
+
+    monkeypatch.setattr(Progress, "after_step", after_step)
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.use_deterministic_algorithms(True)
     try:
         straight = tmp_path / "straight"
         train(settings_of(tiny_config, max_iter=4), paths(tiny_data, straight))
         resumed = tmp_path / "resumed"
-        train(settings_of(tiny_config, max_iter=2), paths(tiny_data, resumed))
-        (resumed / "model_final.pth").unlink()
-        # The checkpoint at iteration 2 is the resume point; a longer run continues from it.
-        (resumed / "checkpoints").mkdir(exist_ok=True)
+        with monkeypatch.context() as patch:
+            interrupt_at(patch, 2)
+            with pytest.raises(TrainingInterrupted, match="after iteration 3"):
+                train(settings_of(tiny_config, max_iter=4), paths(tiny_data, resumed))
+        assert not (resumed / "model_final.pth").exists()
         train(settings_of(tiny_config, max_iter=4), paths(tiny_data, resumed))
     finally:
         torch.use_deterministic_algorithms(False)
@@ -80,6 +98,44 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tiny_config, tiny_data,
     assert all(torch.equal(a[k], b[k]) for k in a)
     lines = (resumed / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["iteration"] for x in lines] == [2, 4]
+
+
+def test_checkpoints_of_other_settings_are_moved_aside_not_resumed(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 2)
+        with pytest.raises(TrainingInterrupted):
+            train(settings_of(tiny_config, max_iter=4), paths(tiny_data, tmp_path))
+    train(settings_of(tiny_config, max_iter=4, base_lr=0.002), paths(tiny_data, tmp_path))
+    assert (tmp_path / "checkpoints.previous" / "model_0000003.pth").is_file()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [2, 4]
+
+
+def test_periodic_evaluation_logs_ap_and_early_stop_ends_training(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path
+) -> None:
+    settings = settings_of(tiny_config, max_iter=6)
+    settings.update(
+        eval_period=2,
+        early_stop={"bbox_ap": 0.0, "segm_ap": None},
+        test=tiny_config["runs"]["tiny"]["test"],
+    )
+    run_paths = TrainPaths(
+        tiny_data / "train",
+        tiny_data / "annotations" / "train.json",
+        tmp_path,
+        tiny_data / "val",
+        tiny_data / "annotations" / "val.json",
+    )
+    train(settings, run_paths)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [x for x in lines if "eval" in x]
+    assert [x["iteration"] for x in evaluations] == [2]
+    assert set(evaluations[0]["eval"]) == {"bbox", "segm"}
+    assert len(evaluations[0]["eval"]["segm"]) == 12
+    assert torch.load(tmp_path / "model_final.pth", weights_only=False)["iteration"] == 2
 
 
 class _NaNModel(torch.nn.Module):

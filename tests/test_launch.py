@@ -1,0 +1,152 @@
+"""Launching training: torchrun with several processes, GPU checks, preemption signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
+from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.launch import check_gpus, rendezvous_args, torchrun_command
+from tests.conftest import REPO, TESTS_DATA, run_script, tool_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    generate_synthetic_dataset(
+        root,
+        splits={"train": 12, "val": 4},
+        image_size=64,
+        seed=3,
+        max_objects=2,
+        min_object_size=12,
+        max_object_size=40,
+    )
+    return root
+
+
+def write_config(tmp_path: Path, **run: object) -> Path:
+    config = yaml.safe_load((TESTS_DATA / "tiny.yaml").read_text())
+    for key, value in run.items():
+        if isinstance(value, dict):
+            config["runs"]["tiny"].setdefault(key, {}).update(value)
+        else:
+            config["runs"]["tiny"][key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def train_args(config: Path, dataset: Path, out: Path) -> list[str]:
+    return [
+        "--config",
+        str(config),
+        "--run",
+        "tiny",
+        "--images",
+        str(dataset / "train"),
+        "--annotations",
+        str(dataset / "annotations" / "train.json"),
+        "--out-dir",
+        str(out),
+    ]
+
+
+def test_two_gloo_processes_keep_identical_parameters(dataset: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, cpu_processes=2, threads=1, solver={"max_iter": 4})
+    result = run_script("train.py", train_args(config, dataset, tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "model replicas identical on 2 processes" in result.stderr
+    assert "lr 0.002 at global batch 4 (2 x 2)" in result.stderr  # linear scaling, logged
+    assert torch.load(tmp_path / "out" / "model_final.pth", weights_only=False)["iteration"] == 4
+
+
+def test_more_gpus_than_the_node_has_stops_before_training(dataset: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, gpus=64)
+    result = run_script("train.py", train_args(config, dataset, tmp_path / "out"))
+    assert result.returncode == 2
+    assert "asks for 64 GPU(s) per node but this node has" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_and_rendezvous_arguments() -> None:
+    with pytest.raises(PipelineError, match="asks for 2 GPU"):
+        check_gpus({"gpus": 2}, visible=1)
+    check_gpus({"gpus": 2}, visible=2)
+    assert rendezvous_args({"nodes": 1}, {}) == ["--standalone", "--nnodes=1"]
+    with pytest.raises(PipelineError, match="2 nodes need a Slurm allocation"):
+        rendezvous_args({"nodes": 2}, {})
+    command = torchrun_command(
+        {"nodes": 1, "gpus": 8, "cpu_processes": 1}, "scripts/train.py", ["--x"], {}
+    )
+    assert command[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc-per-node=8",
+        "scripts/train.py",
+        "--x",
+    ]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("signum", "processes"),
+    [(signal.SIGTERM, 1), (signal.SIGUSR1, 2)],
+    ids=["sigterm-one-process", "sigusr1-torchrun-two-processes"],
+)
+def test_stop_signal_saves_a_checkpoint_and_exits_non_zero(
+    dataset: Path, tmp_path: Path, signum: int, processes: int
+) -> None:
+    config = write_config(
+        tmp_path,
+        cpu_processes=processes,
+        solver={"max_iter": 100_000},
+        checkpoint={"period": 100_000},
+    )
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *train_args(config, dataset, out)],
+        cwd=REPO,
+        env=tool_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    live = out / "checkpoints" / "metrics.jsonl"
+    try:
+        wait_for(lambda: live.is_file() and live.stat().st_size > 0, 120, "training to start")
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    checkpoints = sorted((out / "checkpoints").glob("model_*.pth"))
+    assert len(checkpoints) == 1
+    state = torch.load(checkpoints[0], weights_only=False)
+    assert f"after iteration {state['iteration']}" in stderr
+    assert "run the same rule again to resume" in stderr
+    assert not (out / "model_final.pth").exists()
+    if processes == 1:
+        assert process.returncode == 128 + signal.SIGTERM
+        lines = [json.loads(x) for x in live.read_text().splitlines()]
+        assert lines[-1]["iteration"] <= state["iteration"]
