@@ -9,7 +9,8 @@ its saved ``model`` settings rebuilds exactly the trained network.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +193,37 @@ def build_model(
     )
 
 
+#: (module path, attribute, test setting) of everything that differs at test time
+_TEST_ATTRIBUTES = (
+    ("roi_heads", "score_thresh", "score_thresh"),
+    ("roi_heads", "nms_thresh", "nms_thresh"),
+    ("roi_heads", "detections_per_img", "detections_per_img"),
+    ("transform", "min_size", "min_size"),
+    ("transform", "max_size", "max_size"),
+)
+
+
 def configure_inference(model: MaskRCNN, test_settings: Mapping[str, Any]) -> None:
     """Apply the test-time settings; they can change after training without retraining."""
-    model.roi_heads.score_thresh = test_settings["score_thresh"]
-    model.roi_heads.nms_thresh = test_settings["nms_thresh"]
-    model.roi_heads.detections_per_img = test_settings["detections_per_img"]
-    model.transform.min_size = (test_settings["min_size"],)
-    model.transform.max_size = test_settings["max_size"]
+    for module, attribute, key in _TEST_ATTRIBUTES:
+        value = test_settings[key]
+        setattr(getattr(model, module), attribute, (value,) if key == "min_size" else value)
+
+
+@contextmanager
+def inference_mode(model: MaskRCNN, test_settings: Mapping[str, Any]) -> Iterator[MaskRCNN]:
+    """Evaluate a model in the middle of training: test settings and eval mode inside the
+    block, the training settings and mode restored after it."""
+    saved = [
+        (getattr(model, module), attribute, getattr(getattr(model, module), attribute))
+        for module, attribute, _ in _TEST_ATTRIBUTES
+    ]
+    was_training = model.training
+    configure_inference(model, test_settings)
+    model.eval()
+    try:
+        yield model
+    finally:
+        for owner, attribute, value in saved:
+            setattr(owner, attribute, value)
+        model.train(was_training)

@@ -146,6 +146,17 @@ def batches(
     yield from loader
 
 
+def predict_entries(
+    predictor: Predictor, entries: Sequence[ImageEntry], batch_size: int, workers: int
+) -> list[dict[str, Any]]:
+    """COCO results of every image in ``entries``."""
+    results: list[dict[str, Any]] = []
+    for image_ids, images in _progress(batches(entries, batch_size, workers)):
+        for image_id, output in zip(image_ids, predictor(images), strict=True):
+            results.extend(predictor.to_coco(image_id, output))
+    return results
+
+
 def predict(
     model_path: Path,
     entries: Sequence[ImageEntry],
@@ -159,12 +170,7 @@ def predict(
         torch.set_num_threads(settings["threads"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(model_path, settings, device)
-    results: list[dict[str, Any]] = []
-    for image_ids, images in _progress(
-        batches(entries, settings["test"]["ims_per_batch"], workers)
-    ):
-        for image_id, output in zip(image_ids, predictor(images), strict=True):
-            results.extend(predictor.to_coco(image_id, output))
+    results = predict_entries(predictor, entries, settings["test"]["ims_per_batch"], workers)
     write_json_atomic(out, results, indent=None)
     log.info("%d detections on %d images -> %s", len(results), len(entries), out)
     return results

@@ -1,0 +1,101 @@
+"""Evaluation during training: AP against iteration, and NVIDIA-style early stop.
+
+Every ``eval_period`` iterations each process predicts its share of the eval split with the
+current weights; rank 0 gathers the results, computes the COCO metrics and appends
+``{"iteration": N, "eval": {"bbox": {...}, "segm": {...}}}`` to the metrics log (the
+report plots AP against iteration from it). When every configured target AP is reached,
+training ends there, as NVIDIA's MLPerf runs do (``--min_bbox_map``/``--min_mask_map``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from maskrcnn_pipeline.data.coco import Categories
+from maskrcnn_pipeline.engine import Hook, StepResult, Trainer
+from maskrcnn_pipeline.evaluation import evaluate_coco
+from maskrcnn_pipeline.hooks import append_jsonl
+from maskrcnn_pipeline.model import inference_mode
+from maskrcnn_pipeline.predict import ImageEntry, Predictor, predict_entries
+
+log = logging.getLogger(__name__)
+
+#: early_stop keys -> (iou type, stat)
+TARGETS = {"bbox_ap": ("bbox", "AP"), "segm_ap": ("segm", "AP")}
+
+
+def targets_reached(
+    stats: Mapping[str, Mapping[str, float]], early_stop: Mapping[str, Any]
+) -> bool:
+    """True when at least one target is set and every set target is reached."""
+    wanted = {key: value for key, value in early_stop.items() if value is not None}
+    return bool(wanted) and all(
+        stats[TARGETS[key][0]][TARGETS[key][1]] >= value for key, value in wanted.items()
+    )
+
+
+class PeriodicEvaluation(Hook):
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        categories: Categories,
+        entries: Sequence[ImageEntry],
+        annotations: Path,
+        settings: Mapping[str, Any],
+        metrics_path: Path,
+        workers: int,
+    ) -> None:
+        self.model = model
+        self.categories = categories
+        self.entries = entries
+        self.annotations = annotations
+        self.period = settings["eval_period"]
+        self.test = settings["test"]
+        self.early_stop = settings["early_stop"]
+        self.precision = settings["precision"]
+        self.metrics_path = metrics_path
+        self.workers = workers
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        if result.iteration % self.period or trainer.interrupted:
+            return
+        stats = self.evaluate(trainer)
+        if trainer.dist.is_main:
+            append_jsonl(self.metrics_path, {"iteration": result.iteration, "eval": stats})
+            log.info(
+                "iteration %d: bbox AP %.4f, segm AP %.4f",
+                result.iteration,
+                stats["bbox"]["AP"],
+                stats["segm"]["AP"],
+            )
+        if targets_reached(stats, self.early_stop):
+            log.info("target AP reached at iteration %d: stopping early", result.iteration)
+            trainer.finished_early = True
+
+    def evaluate(self, trainer: Trainer) -> dict[str, dict[str, float]]:
+        """Sharded prediction on every process, metrics on rank 0, shared with all."""
+        info = trainer.dist
+        predictor = Predictor(
+            self.model, self.categories, trainer.device, self.precision, trainer.channels_last
+        )
+        with inference_mode(self.model, self.test):
+            shard = self.entries[info.rank :: info.world_size]
+            results = predict_entries(predictor, shard, self.test["ims_per_batch"], self.workers)
+        if info.distributed:
+            gathered: list[Any] = [None] * info.world_size
+            dist.all_gather_object(gathered, results)
+            results = [detection for part in gathered for detection in part]
+        stats: list[Any] = [None]
+        if info.is_main:
+            evaluated = evaluate_coco(self.annotations, results, iou_types=("bbox", "segm"))
+            stats = [evaluated.stats]
+        if info.distributed:
+            dist.broadcast_object_list(stats, src=0)
+        return stats[0]
