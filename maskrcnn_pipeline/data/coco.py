@@ -100,6 +100,7 @@ class CocoInstances(torch.utils.data.Dataset):
         train: bool,
         transform: Callable[[torch.Tensor, Target, int], Sample] | None = None,
         cache: bool = False,
+        decode: bool = True,
     ) -> None:
         self.images_dir = Path(images)
         self.coco = load_coco(annotations)
@@ -113,6 +114,7 @@ class CocoInstances(torch.utils.data.Dataset):
                 raise PipelineError(f"{annotations}: no image has a usable annotation")
         self.image_ids = ids
         self.transform = transform
+        self.decode = decode
         self._cache: dict[int, Sample] | None = {} if cache else None
 
     def _annotations(self, image_id: int) -> list[dict[str, Any]]:
@@ -132,7 +134,8 @@ class CocoInstances(torch.utils.data.Dataset):
 
     def load(self, index: int) -> Sample:
         info = self.image_info(index)
-        image = read_image(self.images_dir / info["file_name"])
+        path = self.images_dir / info["file_name"]
+        image = read_image(path) if self.decode else read_file(str(path))
         annotations = [a for a in self._annotations(info["id"]) if _usable(a)]
         return image, self._target(info, annotations)
 

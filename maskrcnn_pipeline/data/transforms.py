@@ -3,27 +3,42 @@
 Each sample's randomness comes from its own seed (drawn by the sampler), not from a global
 RNG: the same iteration sees the same flips whether it runs straight through, after a
 resume, or in any number of DataLoader workers.
+
+With GPU decoding the image is still encoded JPEG bytes when the sample is built: its boxes
+and masks are flipped here and the flips are recorded in ``target["flips"]``, to be applied
+to the image once it is decoded on the GPU (:func:`decode_on_device`).
 """
 
 from __future__ import annotations
 
 import torch
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from maskrcnn_pipeline.data.coco import Sample, Target
 
 
-def hflip(image: torch.Tensor, target: Target) -> Sample:
-    width = image.shape[-1]
+def _flip_target(target: Target, horizontal: bool) -> Target:
+    height, width = target["masks"].shape[-2:]
     boxes = target["boxes"].clone()
-    boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
-    return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
+    if horizontal:
+        boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
+    else:
+        boxes[:, [1, 3]] = height - target["boxes"][:, [3, 1]]
+    masks = target["masks"].flip(-1 if horizontal else -2)
+    return {**target, "boxes": boxes, "masks": masks}
 
 
-def vflip(image: torch.Tensor, target: Target) -> Sample:
-    height = image.shape[-2]
-    boxes = target["boxes"].clone()
-    boxes[:, [1, 3]] = height - target["boxes"][:, [3, 1]]
-    return image.flip(-2), {**target, "boxes": boxes, "masks": target["masks"].flip(-2)}
+def is_encoded(image: torch.Tensor) -> bool:
+    """Encoded images are 1-D byte tensors; decoded ones are [3, H, W]."""
+    return image.dim() == 1
+
+
+def flip_image(image: torch.Tensor, horizontal: bool, vertical: bool) -> torch.Tensor:
+    if horizontal:
+        image = image.flip(-1)
+    if vertical:
+        image = image.flip(-2)
+    return image
 
 
 class RandomFlips:
@@ -35,8 +50,22 @@ class RandomFlips:
 
     def __call__(self, image: torch.Tensor, target: Target, seed: int) -> Sample:
         draws = torch.rand(2, generator=torch.Generator().manual_seed(seed))
-        if draws[0] < self.horizontal:
-            image, target = hflip(image, target)
-        if draws[1] < self.vertical:
-            image, target = vflip(image, target)
-        return image, target
+        flips = (bool(draws[0] < self.horizontal), bool(draws[1] < self.vertical))
+        for horizontal, flip in zip((True, False), flips, strict=True):
+            if flip:
+                target = _flip_target(target, horizontal)
+        if is_encoded(image):
+            return image, {**target, "flips": torch.tensor(flips)}
+        return flip_image(image, *flips), target
+
+
+def decode_on_device(
+    images: list[torch.Tensor], targets: list[Target], device: torch.device
+) -> list[torch.Tensor]:
+    """Decode a batch of JPEGs on ``device`` (one batched call on CUDA) and apply the flips
+    recorded in the targets (the targets lose their ``flips`` entry)."""
+    decoded = decode_jpeg(images, mode=ImageReadMode.RGB, device=device)
+    return [
+        flip_image(image, *map(bool, target.pop("flips", torch.zeros(2, dtype=torch.bool))))
+        for image, target in zip(decoded, targets, strict=True)
+    ]
