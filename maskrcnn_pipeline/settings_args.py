@@ -9,13 +9,20 @@ workflow's.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from typing import Any
 
-from maskrcnn_pipeline.config import load_config, predict_settings, train_settings
+import yaml
+
+from maskrcnn_pipeline.config import load_config, predict_settings, run_config, train_settings
 from maskrcnn_pipeline.errors import PipelineError
 
-_SELECTORS = {"train": train_settings, "predict": predict_settings}
+_SELECTORS = {
+    "train": train_settings,
+    "predict": predict_settings,
+    "run": lambda config, run: copy.deepcopy(run_config(config, run)),
+}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
@@ -39,3 +46,32 @@ def resolve_settings(args: argparse.Namespace, *, kind: str) -> dict[str, Any]:
     if args.config is None or args.run is None:
         raise PipelineError("give --settings JSON, or both --config FILE and --run NAME")
     return _SELECTORS[kind](load_config(args.config), args.run)
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, dotted key and YAML value "
+        "(e.g. --set precision=bf16 --set solver.ims_per_gpu=12); repeatable",
+    )
+
+
+def apply_overrides(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Apply ``--set`` overrides; an unknown key is an error naming the keys there are."""
+    for item in args.set:
+        key, separator, raw = item.partition("=")
+        if not separator:
+            raise PipelineError(f"--set {item!r}: expected KEY=VALUE")
+        node = settings
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise PipelineError(f"--set {key}: no section {part!r}; sections: {sorted(node)}")
+            node = node[part]
+        if leaf not in node:
+            raise PipelineError(f"--set {key}: unknown key {leaf!r}; keys: {sorted(node)}")
+        node[leaf] = yaml.safe_load(raw)
+    return settings

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Inference latency and throughput of a run's model (NVIDIA's inference_benchmark.sh):
+mean/p50/p90/p99 latency per batch and images/s, for each batch size, on synthetic images
+or the images of a folder; with --model the trained weights, else random ones (same work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.fileio import write_json_atomic
+from maskrcnn_pipeline.settings_args import (
+    add_override_arguments,
+    add_settings_arguments,
+    apply_overrides,
+    resolve_settings,
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_settings_arguments(parser, kind="run")
+    add_override_arguments(parser)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="(1 8)")
+    parser.add_argument("--iterations", type=int, default=50, help="timed calls per size (50)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (5)")
+    parser.add_argument("--model", type=Path, help="model_final.pth (default: random weights)")
+    parser.add_argument("--images", type=Path, help="folder of images (default: synthetic)")
+    parser.add_argument("--height", type=int, default=800, help="synthetic image height (800)")
+    parser.add_argument("--width", type=int, default=1333, help="synthetic image width (1333)")
+    parser.add_argument("--classes", type=int, default=80, help="classes of a random model (80)")
+    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = apply_overrides(resolve_settings(args, kind="run"), args)
+    import torch
+
+    from maskrcnn_pipeline.benchmark import benchmark_inference, synthetic_sample
+    from maskrcnn_pipeline.data.coco import read_image
+    from maskrcnn_pipeline.model import build_model
+    from maskrcnn_pipeline.predict import Predictor, images_from_folder
+    from maskrcnn_pipeline.training import select_device
+
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    device = select_device(settings)
+    if args.model:
+        run = {"test": settings["test"], "precision": settings["precision"], "channels_last": False}
+        model = Predictor.from_checkpoint(args.model, run, torch.device("cpu")).model
+    else:
+        model = build_model(
+            settings["model"], num_classes=args.classes, input_settings=settings["input"]
+        )
+    if args.images:
+        images = [read_image(entry.path) for entry in images_from_folder(args.images)[:64]]
+    else:
+        generator = torch.Generator().manual_seed(0)
+        images = [
+            synthetic_sample(args.height, args.width, args.classes, generator)[0] for _ in range(8)
+        ]
+    figures = {
+        "precision": settings["precision"],
+        "device": str(device),
+        "results": benchmark_inference(
+            model,
+            images,
+            test_settings=settings["test"],
+            precision=settings["precision"],
+            channels_last=settings["channels_last"],
+            device=device,
+            batch_sizes=args.batch_sizes,
+            iterations=args.iterations,
+            warmup=args.warmup,
+        ),
+    }
+    if args.out:
+        write_json_atomic(args.out, figures)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

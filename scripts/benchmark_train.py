@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Training throughput of a run's model (NVIDIA's train_benchmark.sh): N iterations after a
+warmup, on synthetic images of a given size or on a real COCO-format split; prints and
+writes images/s and ms/iteration as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.fileio import write_json_atomic
+from maskrcnn_pipeline.settings_args import (
+    add_override_arguments,
+    add_settings_arguments,
+    apply_overrides,
+    resolve_settings,
+)
+
+log = logging.getLogger("benchmark_train")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_settings_arguments(parser, kind="run")
+    add_override_arguments(parser)
+    parser.add_argument("--iterations", type=int, default=50, help="timed iterations (50)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed iterations first (10)")
+    parser.add_argument(
+        "--data",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="synthetic images (default) or a real split (--images/--annotations)",
+    )
+    parser.add_argument("--height", type=int, default=800, help="synthetic image height (800)")
+    parser.add_argument("--width", type=int, default=1333, help="synthetic image width (1333)")
+    parser.add_argument("--classes", type=int, default=80, help="synthetic classes (80)")
+    parser.add_argument("--images", type=Path, help="real split: images folder")
+    parser.add_argument("--annotations", type=Path, help="real split: COCO annotation JSON")
+    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = apply_overrides(resolve_settings(args, kind="run"), args)
+    import torch
+
+    from maskrcnn_pipeline.benchmark import benchmark_training, real_batches, synthetic_batches
+    from maskrcnn_pipeline.training import select_device
+
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    device = select_device(settings)
+    batch = settings["solver"]["ims_per_gpu"]
+    if args.data == "real":
+        batches, classes = real_batches(settings, args.images, args.annotations)
+    else:
+        batches = synthetic_batches(batch, args.height, args.width, args.classes)
+        classes = args.classes
+    figures = benchmark_training(
+        settings,
+        batches,
+        num_classes=classes,
+        device=device,
+        iterations=args.iterations,
+        warmup=args.warmup,
+    )
+    figures["data"] = args.data
+    if args.out:
+        write_json_atomic(args.out, figures)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
