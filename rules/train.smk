@@ -1,5 +1,6 @@
 # Training: one rule per run. Resume state lives in results/<run>/train/checkpoints/, which is
-# not a declared output, so a failed or killed job never loses it.
+# not a declared output, so a failed or killed job never loses it. The data arrives through
+# the dataset's validation report (an input: errors stop the run here, before training).
 
 
 rule train:
@@ -18,7 +19,9 @@ rule train:
     threads: train_threads
     params:
         settings=lambda wildcards: as_json(train_settings(config, wildcards.run)),
+        images=run_split("train_split", "images"),
+        annotations=run_split("train_split", "annotations"),
         out_dir=subpath(output.model, parent=True),
     shell:
-        "python scripts/train.py --settings {params.settings:q} --images {input.images:q}"
-        " --annotations {input.annotations:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+        "python scripts/train.py --settings {params.settings:q} --images {params.images:q}"
+        " --annotations {params.annotations:q} --out-dir {params.out_dir:q} > {log} 2>&1"
