@@ -6,6 +6,8 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from maskrcnn_pipeline.fetch import (
     parse_checksums,
 )
 from maskrcnn_pipeline.testing.http_server import ETAG, FaultyServer
-from tests.conftest import run_script
+from tests.conftest import REPO, run_script, tool_env
 
 DATA = os.urandom(300_000)
 MD5 = hashlib.md5(DATA).hexdigest()
@@ -266,3 +268,17 @@ def test_part_state_survives_between_processes(server: FaultyServer, tmp_path: P
         fetch(server.url("coco.zip"), target, md5_check(), FetchOptions(retries=0, **_quick()))
     state = json.loads((tmp_path / "coco.zip.part.json").read_text())
     assert state == {"url": server.url("coco.zip"), "validator": ETAG, "total": len(DATA)}
+
+
+def test_checksum_benchmark_runs_and_reports_one_read(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "checksum.py"), "--size-mib", "4", "--repeats", "1"],
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["download"]["network_bytes"] == 4 * 2**20
+    assert figures["download"]["times_read"] < 1.05 and figures["throughput_ratio"] > 0
