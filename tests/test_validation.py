@@ -247,6 +247,13 @@ def test_bbox_tolerance(tmp_path: Path) -> None:
             "category 9 ('cow') has no annotation",
         ),
         (ann(0, area=0), "area_not_positive", "area is 0"),
+        (
+            lambda d: d["images"].append(
+                {"id": 4, "file_name": "a.png", "width": 40, "height": 30}
+            ),
+            "duplicate_file_name",
+            "2 images use this file_name",
+        ),
     ],
 )
 def test_warnings_do_not_make_the_dataset_invalid(tmp_path: Path, edit, kind, message) -> None:
