@@ -405,6 +405,9 @@ class _Download:
             self.state.total = total
             self.state.validator = _validator(response) or self.state.validator
             self.state.save()
+            size = _size(total) if total is not None else "? bytes"
+            done = f"resuming at {_size(self.hasher.size)} of" if self.hasher.size else "fetching"
+            log.info("%s: %s %s from %s", self.target.name, done, size, self.url)
             self.progress.begin(self.hasher.size, total)
             self._stream(response)
 
