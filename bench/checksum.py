@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from maskrcnn_pipeline.checksums import Checksum, StreamHasher
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.fetch import Checksum, FetchOptions, StreamHasher, fetch
+from maskrcnn_pipeline.fetch import FetchOptions, fetch
 
 logger = logging.getLogger("bench.checksum")
 GOAL_RATIO, GOAL_READS = 0.9, 1.0

@@ -56,7 +56,7 @@ rule link:
 # not fetch 19 GB again (ancient), a new url, mirror or checksum does (params).
 rule fetch:
     input:
-        code=ancient(code("fetch", "fetch")),
+        code=ancient(code("fetch", "fetch", "checksums")),
     output:
         "data/downloads/{file}",
     log:

@@ -16,8 +16,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from maskrcnn_pipeline.checksums import parse_checksums
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.fetch import FetchOptions, fetch, parse_checksums
+from maskrcnn_pipeline.fetch import FetchOptions, fetch
 
 
 def build_parser() -> argparse.ArgumentParser:

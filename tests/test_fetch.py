@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from maskrcnn_pipeline.checksums import Checksum, StreamHasher, parse_checksums
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fetch import (
-    Checksum,
-    FetchOptions,
-    StreamHasher,
-    fetch,
-    parse_checksums,
-)
+from maskrcnn_pipeline.fetch import FetchOptions, fetch
 from maskrcnn_pipeline.testing.http_server import ETAG, FaultyServer
 from tests.conftest import REPO, run_script, tool_env
 
