@@ -16,6 +16,7 @@ wildcard_constraints:
     run=r"[A-Za-z0-9_.-]+",
     dataset=r"[A-Za-z0-9_.-]+",
     split=r"[A-Za-z0-9_.-]+",
+    file=r"[A-Za-z0-9_.-]+",
 
 
 include: "rules/data.smk"

@@ -9,6 +9,8 @@ checks. This module must stay light (no torch): every ``snakemake`` call imports
 from __future__ import annotations
 
 import copy
+import os
+import posixpath
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -23,6 +25,19 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schem
 
 #: Synthetic datasets always have exactly these splits.
 SYNTHETIC_SPLITS = ("train", "val")
+#: Where fetched files land: dataset archives, and weight files.
+DOWNLOADS_DIR = "data/downloads"
+WEIGHTS_DIR = "data/weights"
+#: The checksum keys a remote file may carry, strongest first.
+CHECKSUM_KEYS = ("sha256", "md5", "sha256_prefix")
+#: Names under data/<dataset>/ that a folder source's split cannot take (its links live there).
+RESERVED_SPLIT_NAMES = ("annotations",)
+#: Dataset keys that a source ignores: given anyway, they are a mistake worth naming.
+UNUSED_KEYS = {
+    "synthetic": ("root", "files", "splits"),
+    "folder": ("files",),
+    "download": ("root",),
+}
 
 
 @cache
@@ -81,7 +96,7 @@ def _schema_errors(config: dict[str, Any], schema: Mapping[str, Any]) -> list[st
 
 def _cross_check(config: Mapping[str, Any]) -> list[str]:
     """Checks a schema cannot express: names that must refer to each other."""
-    problems = []
+    problems = _dataset_problems(config) + _weights_problems(config)
     datasets = config["datasets"]
     for run_name, run in config["runs"].items():
         dataset_name = run["dataset"]
@@ -106,6 +121,89 @@ def _cross_check(config: Mapping[str, Any]) -> list[str]:
                 f"runs.{run_name}.early_stop: needs runs.{run_name}.eval_period > 0 "
                 "(targets are checked at the periodic evaluations)"
             )
+    return problems
+
+
+def _checksum_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
+    if any(key in entry for key in CHECKSUM_KEYS):
+        return []
+    return [
+        f"{where}: give md5, sha256 or sha256_prefix; a file without a checksum could pass a "
+        "bad download as a good one"
+    ]
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _dataset_problems(config: Mapping[str, Any]) -> list[str]:
+    """Keys that only make sense for one source, split paths that cannot work, file clashes."""
+    problems: list[str] = []
+    fetched: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, entry in config["datasets"].items():
+        where, source = f"datasets.{name}", entry["source"]
+        for key in UNUSED_KEYS[source]:
+            if key in entry:
+                problems.append(f"{where}.{key}: not used by source {source}; remove it")
+        if source == "download":
+            for file, spec in entry.get("files", {}).items():
+                problems += _checksum_problems(f"{where}.files.{file}", spec)
+                problems += _relative_path_problems(f"{where}.files.{file}.unpack", spec["unpack"])
+                same = {k: spec.get(k) for k in ("url", *CHECKSUM_KEYS)}
+                if spec["enabled"] and fetched.setdefault(file, (where, same))[1] != same:
+                    problems.append(
+                        f"{where}.files.{file}: {fetched[file][0]} defines a different file of "
+                        f"that name; both would be data/downloads/{file}: rename one"
+                    )
+            for split, paths in entry.get("splits", {}).items():
+                for key in ("images", "annotations"):
+                    problems += _relative_path_problems(f"{where}.splits.{split}.{key}", paths[key])
+        if source == "folder":
+            problems += _folder_problems(config, name)
+    return problems
+
+
+def _relative_path_problems(where: str, path: str) -> list[str]:
+    """Download datasets live under data/<dataset>/: their paths must stay inside it."""
+    if posixpath.isabs(path) or ".." in posixpath.normpath(path).split("/"):
+        return [f"{where}: {path!r} must be a relative path inside data/<dataset>/ (no '..')"]
+    return []
+
+
+def _folder_problems(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """A folder source's links must never replace (or sit inside) the data they point at."""
+    problems = []
+    for split in config["datasets"][dataset]["splits"]:
+        where = f"datasets.{dataset}.splits.{split}"
+        if split in RESERVED_SPLIT_NAMES:
+            problems.append(f"{where}: the split name {split!r} is reserved; rename the split")
+            continue
+        links = split_paths(config, dataset, split)
+        for key, target in split_sources(config, dataset, split).items():
+            if _is_inside(target, links[key]):
+                problems.append(
+                    f"{where}.{key}: {target!r} is where the pipeline puts its link "
+                    f"({links[key]}); point at the data elsewhere, e.g. set root"
+                )
+    return problems
+
+
+def _weights_problems(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for name, entry in config["weights"].items():
+        problems += _checksum_problems(f"weights.{name}", entry)
+    for run_name, run in config["runs"].items():
+        path = run["model"]["backbone_weights"]
+        if path and posixpath.dirname(posixpath.normpath(path)) == WEIGHTS_DIR:
+            name = posixpath.basename(path)
+            if name not in config["weights"]:
+                problems.append(
+                    f"runs.{run_name}.model.backbone_weights: {path} is fetched from a weights "
+                    f"entry named {name!r}, and there is none; add weights.{name} (url + "
+                    f"checksum) or use a path outside {WEIGHTS_DIR}/"
+                )
     return problems
 
 
@@ -151,19 +249,66 @@ def dataset_splits(config: Mapping[str, Any], dataset: str) -> tuple[str, ...]:
     return tuple(entry["splits"])
 
 
+def dataset_dir(dataset: str) -> str:
+    """data/<dataset>/: a real folder for every source (validation.json is written there)."""
+    return f"data/{dataset}"
+
+
+def validation_report(dataset: str) -> str:
+    """The validate rule's report: every consumer of the dataset depends on it."""
+    return f"{dataset_dir(dataset)}/validation.json"
+
+
 def split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
     """Where a split's images folder and annotation file are, whatever the source.
 
-    Generated datasets live under data/<dataset>/ in a fixed layout so that the generating
-    rule's outputs and every consumer's inputs are the same paths.
+    Always under data/<dataset>/, so that train, predict, evaluate and report see one shape:
+    generated data and a folder source's links use ``<split>/`` and ``annotations/<split>.json``;
+    a download dataset keeps its archives' layout (NVIDIA's ``train2017/``,
+    ``annotations/instances_train2017.json``), its split paths being relative to that folder.
+    """
+    entry, root = config["datasets"][dataset], dataset_dir(dataset)
+    if entry["source"] == "download":
+        paths = entry["splits"][split]
+        return {
+            key: posixpath.normpath(f"{root}/{paths[key]}") for key in ("images", "annotations")
+        }
+    return {"images": f"{root}/{split}", "annotations": f"{root}/annotations/{split}.json"}
+
+
+def split_sources(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
+    """A folder source's split as configured: the paths its links in data/<dataset>/ point at.
+
+    Relative paths start from the dataset's ``root`` (default: the working directory).
     """
     entry = config["datasets"][dataset]
-    if entry["source"] == "synthetic":
-        return {
-            "images": f"data/{dataset}/{split}",
-            "annotations": f"data/{dataset}/annotations/{split}.json",
-        }
-    return dict(entry["splits"][split])
+    paths = entry["splits"][split]
+    root = entry.get("root", ".")
+    return {
+        key: os.path.normpath(os.path.join(root, paths[key])) for key in ("images", "annotations")
+    }
+
+
+def download_files(config: Mapping[str, Any], dataset: str | None = None) -> dict[str, Any]:
+    """The enabled archives of one download dataset, or of all of them (file name -> entry)."""
+    names = [dataset] if dataset else list(config["datasets"])
+    files: dict[str, Any] = {}
+    for name in names:
+        entry = config["datasets"][name]
+        if entry["source"] == "download":
+            files.update({k: v for k, v in entry["files"].items() if v["enabled"]})
+    return files
+
+
+def remote_url(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> str:
+    """The URL a file is fetched from: ``<mirror>/<name>`` when a mirror is set, else its url."""
+    mirror = config["download"]["mirror"]
+    return f"{mirror.rstrip('/')}/{name}" if mirror else entry["url"]
+
+
+def checksums(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The checksums given for a remote file (lower-case hex), by key."""
+    return {key: entry[key].lower() for key in CHECKSUM_KEYS if key in entry}
 
 
 def run_config(config: Mapping[str, Any], run: str) -> dict[str, Any]:

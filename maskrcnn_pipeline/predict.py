@@ -20,7 +20,8 @@ import pycocotools.mask as mask_util
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from maskrcnn_pipeline.data.coco import Categories, load_coco, read_image
+from maskrcnn_pipeline.data.categories import Categories
+from maskrcnn_pipeline.data.coco import load_coco, read_image
 from maskrcnn_pipeline.engine import AUTOCAST_DTYPES
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic

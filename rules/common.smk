@@ -1,16 +1,25 @@
 # Helpers shared by all rules: config validation, paths, params and code inputs.
 # No torch here: this file is read on every snakemake call.
 import json
+import posixpath
+import re
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from maskrcnn_pipeline.config import (
+    checksums,
+    dataset_splits,
+    download_files,
     predict_settings,
+    remote_url,
     run_config,
     split_paths,
+    split_sources,
     train_settings,
     validate_config,
+    validation_report,
 )
 from maskrcnn_pipeline.errors import PipelineError
 
@@ -45,8 +54,94 @@ def code(script, *modules):
     return files
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing at all when there are none).
+
+    Rules that share an output pattern (a synthetic dataset's data/<dataset>/train and a
+    folder source's link of the same name) are told apart by which names they may take.
+    """
+    names = sorted(set(names))
+    return "|".join(map(re.escape, names)) if names else "(?!)"
+
+
+def datasets_of(source):
+    return one_of(
+        name for name, entry in config["datasets"].items() if entry["source"] == source
+    )
+
+
+def splits_of(source):
+    return one_of(
+        split
+        for name, entry in config["datasets"].items()
+        if entry["source"] == source
+        for split in dataset_splits(config, name)
+    )
+
+
+def fetch_url(entries):
+    """Params function: where {file} of ``entries`` comes from (<mirror>/<file> when set)."""
+    return lambda wildcards: remote_url(config, wildcards.file, entries[wildcards.file])
+
+
+def checksum_flags(entries):
+    """Params function: fetch.py's checksum options for {file} of ``entries``."""
+    return lambda wildcards: " ".join(
+        f"--{key.replace('_', '-')} {value}"
+        for key, value in checksums(entries[wildcards.file]).items()
+    )
+
+
+def unpack_dest(wildcards):
+    """The folder an archive unpacks into: data/<dataset>/<its unpack setting>."""
+    entry = download_files(config, wildcards.dataset)[wildcards.file]
+    return posixpath.normpath(f"data/{wildcards.dataset}/{entry['unpack']}")
+
+
+def link_target(key):
+    """Params function: what a folder source's link for {split} points at (images or file)."""
+    return lambda wildcards: split_sources(config, wildcards.dataset, wildcards.split)[
+        key
+    ]
+
+
+def dataset_files(wildcards):
+    """What the validate rule checks, as the dataset's source rule leaves it."""
+    dataset = wildcards.dataset
+    if config["datasets"][dataset]["source"] == "download":
+        return [
+            f"data/{dataset}/.unpacked/{file}.json"
+            for file in download_files(config, dataset)
+        ]
+    return [
+        path
+        for split in dataset_splits(config, dataset)
+        for path in split_paths(config, dataset, split).values()
+    ]
+
+
+def validate_split_args(wildcards):
+    """validate_dataset.py's --split NAME IMAGES ANNOTATIONS, for every split."""
+    return " ".join(
+        shlex.join(["--split", split, paths["images"], paths["annotations"]])
+        for split in dataset_splits(config, wildcards.dataset)
+        for paths in [split_paths(config, wildcards.dataset, split)]
+    )
+
+
+def validation_flags(wildcards):
+    settings = config["datasets"][wildcards.dataset]["validation"]
+    flags = f"--bbox-tolerance {settings['bbox_tolerance']}"
+    return flags + (" --decode-images" if settings["decode_images"] else "")
+
+
 def dataset_of(run):
     return run_config(config, run)["dataset"]
+
+
+def dataset_report(wildcards):
+    """The validation report of a run's dataset: every consumer of the data waits for it."""
+    return validation_report(dataset_of(wildcards.run))
 
 
 def split_of(run, key):
@@ -55,9 +150,16 @@ def split_of(run, key):
     return split_paths(config, settings["dataset"], settings[key])
 
 
-def eval_split_inputs(wildcards):
-    dataset = dataset_of(wildcards.run)
-    return split_paths(config, dataset, wildcards.split)
+def run_split(key, path):
+    """Params function: the images folder or annotation file of a run's train/eval split."""
+    return lambda wildcards: split_of(wildcards.run, key)[path]
+
+
+def eval_split(path):
+    """Params function: the images folder or annotation file of {split} of a run's dataset."""
+    return lambda wildcards: split_paths(
+        config, dataset_of(wildcards.run), wildcards.split
+    )[path]
 
 
 def as_json(settings):
@@ -78,10 +180,10 @@ def synthetic_args(wildcards):
 
 
 def train_inputs(wildcards):
-    paths = split_of(wildcards.run, "train_split")
+    """The dataset's validation report, the backbone weights when set, and the code."""
+    settings = run_config(config, wildcards.run)
     inputs = {
-        "images": paths["images"],
-        "annotations": paths["annotations"],
+        "dataset": validation_report(settings["dataset"]),
         "code": code(
             "train",
             "training",
@@ -91,6 +193,7 @@ def train_inputs(wildcards):
             "solver",
             "checkpoint",
             "distributed",
+            "data/categories",
             "data/coco",
             "data/sampler",
             "data/transforms",
@@ -99,15 +202,14 @@ def train_inputs(wildcards):
             "predict",
         ),
     }
-    if run_config(config, wildcards.run)["eval_period"]:
-        evaluation = split_of(wildcards.run, "eval_split")
-        inputs["eval_images"] = evaluation["images"]
-        inputs["eval_annotations"] = evaluation["annotations"]
+    if settings["model"]["backbone_weights"]:
+        inputs["weights"] = settings["model"]["backbone_weights"]
     return inputs
 
 
 def train_eval_args(wildcards):
-    """The eval split for periodic evaluation during training, when the run has one."""
+    """The eval split for periodic evaluation during training, when the run has one (it is
+    covered by the dataset's validation report, already an input)."""
     if not run_config(config, wildcards.run)["eval_period"]:
         return ""
     evaluation = split_of(wildcards.run, "eval_split")
@@ -129,18 +231,15 @@ def train_threads(wildcards):
 
 
 def predict_inputs(wildcards):
-    paths = eval_split_inputs(wildcards)
     return {
         "model": f"results/{wildcards.run}/train/model_final.pth",
-        "images": paths["images"],
-        "annotations": paths["annotations"],
-        "code": code("predict", "predict", "model", "data/coco"),
+        "dataset": dataset_report(wildcards),
+        "code": code("predict", "predict", "model", "data/categories", "data/coco"),
     }
 
 
 def report_inputs(wildcards):
     split = run_config(config, wildcards.run)["eval_split"]
-    paths = split_of(wildcards.run, "eval_split")
     eval_dir = f"results/{wildcards.run}/eval/{split}"
     return {
         "metrics_log": f"results/{wildcards.run}/train/metrics.jsonl",
@@ -149,7 +248,6 @@ def report_inputs(wildcards):
         "predictions": f"{eval_dir}/predictions.json",
         "per_category": f"{eval_dir}/per_category.csv",
         "pr_curves": f"{eval_dir}/pr_curves.csv",
-        "images": paths["images"],
-        "annotations": paths["annotations"],
+        "dataset": dataset_report(wildcards),
         "code": code("report", "report"),
     }

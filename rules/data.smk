@@ -1,5 +1,7 @@
-# Datasets: the generated demo dataset (source: synthetic). Datasets with source: folder are
-# used in place and need no rule.
+# Data: each dataset's source rule puts its splits under data/<dataset>/ (generated, linked from
+# an existing folder, or fetched and unpacked), then validate checks them. Every consumer
+# depends on data/<dataset>/validation.json, which exists only for a dataset without errors.
+# Pretrained weights are fetched to data/weights/ so that training never needs the network.
 
 
 rule generate_synthetic_dataset:
@@ -14,6 +16,8 @@ rule generate_synthetic_dataset:
         "results/logs/generate_synthetic_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/generate_synthetic_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=datasets_of("synthetic"),
     conda:
         ENV
     params:
@@ -21,3 +25,115 @@ rule generate_synthetic_dataset:
     shell:
         "python scripts/generate_synthetic.py --out data/{wildcards.dataset} {params.args}"
         " > {log} 2>&1"
+
+
+# An existing folder (e.g. COCO on shared storage): checked and linked, never copied.
+rule link:
+    input:
+        code=code("link_dataset", "data/link"),
+    output:
+        images=directory("data/{dataset}/{split}"),
+        annotations="data/{dataset}/annotations/{split}.json",
+    log:
+        "results/logs/link/{dataset}.{split}.log",
+    benchmark:
+        "results/benchmarks/link/{dataset}.{split}.tsv"
+    wildcard_constraints:
+        dataset=datasets_of("folder"),
+        split=splits_of("folder"),
+    conda:
+        ENV
+    params:
+        images=link_target("images"),
+        annotations=link_target("annotations"),
+    shell:
+        "python scripts/link_dataset.py --images {params.images:q}"
+        " --annotations {params.annotations:q} --images-link {output.images:q}"
+        " --annotations-link {output.annotations:q} > {log} 2>&1"
+
+
+# One job per file. The file is identified by its checksum: editing the download code does
+# not fetch 19 GB again (ancient), a new url, mirror or checksum does (params).
+rule fetch:
+    input:
+        code=ancient(code("fetch", "fetch", "checksums")),
+    output:
+        "data/downloads/{file}",
+    log:
+        "results/logs/fetch/{file}.log",
+    benchmark:
+        "results/benchmarks/fetch/{file}.tsv"
+    wildcard_constraints:
+        file=one_of(download_files(config)),
+    conda:
+        ENV
+    params:
+        url=fetch_url(download_files(config)),
+        checksums=checksum_flags(download_files(config)),
+        retries=config["download"]["retries"],
+        timeout=config["download"]["timeout"],
+    shell:
+        "python scripts/fetch.py --url {params.url:q} {params.checksums} --out {output:q}"
+        " --retries {params.retries} --timeout {params.timeout} --progress log > {log} 2>&1"
+
+
+use rule fetch as fetch_weights with:
+    output:
+        "data/weights/{file}",
+    log:
+        "results/logs/fetch_weights/{file}.log",
+    benchmark:
+        "results/benchmarks/fetch_weights/{file}.tsv"
+    wildcard_constraints:
+        file=one_of(config["weights"]),
+    params:
+        url=fetch_url(config["weights"]),
+        checksums=checksum_flags(config["weights"]),
+        retries=config["download"]["retries"],
+        timeout=config["download"]["timeout"],
+
+
+# Unpacks again when the archive's checksum (its identity) or the unpack code changes, not
+# when the same bytes were fetched again (ancient). The output is a manifest written last.
+rule unpack:
+    input:
+        archive=ancient("data/downloads/{file}"),
+        code=code("unpack", "data/archives"),
+    output:
+        "data/{dataset}/.unpacked/{file}.json",
+    log:
+        "results/logs/unpack/{dataset}.{file}.log",
+    benchmark:
+        "results/benchmarks/unpack/{dataset}.{file}.tsv"
+    wildcard_constraints:
+        dataset=datasets_of("download"),
+        file=one_of(download_files(config)),
+    conda:
+        ENV
+    params:
+        dest=unpack_dest,
+        archive_checksums=checksum_flags(download_files(config)),
+    shell:
+        "python scripts/unpack.py {input.archive:q} {params.dest:q} --manifest {output:q}"
+        " > {log} 2>&1"
+
+
+rule validate:
+    input:
+        data=dataset_files,
+        code=code("validate_dataset", "data/validation", "data/categories"),
+    output:
+        "data/{dataset}/validation.json",
+    log:
+        "results/logs/validate/{dataset}.log",
+    benchmark:
+        "results/benchmarks/validate/{dataset}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        splits=validate_split_args,
+        checks=validation_flags,
+    shell:
+        "python scripts/validate_dataset.py --dataset {wildcards.dataset} {params.splits}"
+        " {params.checks} --workers {threads} --out {output:q} > {log} 2>&1"

@@ -15,16 +15,18 @@ rule predict:
     threads: 2
     params:
         settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+        images=eval_split("images"),
+        annotations=eval_split("annotations"),
     shell:
         "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
-        " --images {input.images:q} --annotations {input.annotations:q} --out {output:q}"
+        " --images {params.images:q} --annotations {params.annotations:q} --out {output:q}"
         " --workers {threads} > {log} 2>&1"
 
 
 rule evaluate:
     input:
         predictions="results/{run}/eval/{split}/predictions.json",
-        annotations=lambda wildcards: eval_split_inputs(wildcards)["annotations"],
+        dataset=dataset_report,
         code=code("evaluate", "evaluation"),
     output:
         metrics="results/{run}/eval/{split}/metrics.json",
@@ -38,8 +40,9 @@ rule evaluate:
         ENV
     params:
         backend=config["evaluation"]["backend"],
+        annotations=eval_split("annotations"),
     shell:
-        "python scripts/evaluate.py --annotations {input.annotations:q}"
+        "python scripts/evaluate.py --annotations {params.annotations:q}"
         " --results {input.predictions:q} --backend {params.backend} --out {output.metrics:q}"
         " --per-category-csv {output.per_category:q} --pr-curves-csv {output.pr_curves:q}"
         " > {log} 2>&1"

@@ -19,12 +19,14 @@ rule report:
     params:
         num_examples=config["report"]["num_examples"],
         score_threshold=config["report"]["score_threshold"],
+        images=run_split("eval_split", "images"),
+        annotations=run_split("eval_split", "annotations"),
         out_dir=subpath(output.summary, parent=True),
     shell:
         "python scripts/report.py --run-name {wildcards.run} --out-dir {params.out_dir:q}"
         " --metrics-log {input.metrics_log:q} --metrics {input.metrics:q}"
-        " --predictions {input.predictions:q} --annotations {input.annotations:q}"
-        " --images {input.images:q} --per-category-csv {input.per_category:q}"
+        " --predictions {input.predictions:q} --annotations {params.annotations:q}"
+        " --images {params.images:q} --per-category-csv {input.per_category:q}"
         " --pr-curves-csv {input.pr_curves:q} --provenance {input.provenance:q}"
         " --num-examples {params.num_examples} --score-threshold {params.score_threshold}"
         " > {log} 2>&1"

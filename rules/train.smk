@@ -2,6 +2,8 @@
 # (scripts/train.py starts it). Resume state lives in results/<run>/train/checkpoints/, which
 # is not a declared output, so a failed, preempted or killed job never loses it: `retries`
 # (and any rerun) resumes from the last checkpoint. The log is appended across attempts.
+# The data arrives through the dataset's validation report (an input: errors stop the run
+# here, before training).
 
 
 rule train:
@@ -23,9 +25,11 @@ rule train:
         mpi=train_launcher,
     params:
         settings=lambda wildcards: as_json(train_settings(config, wildcards.run)),
+        images=run_split("train_split", "images"),
+        annotations=run_split("train_split", "annotations"),
         out_dir=subpath(output.model, parent=True),
         eval_split=train_eval_args,
     shell:
         "{resources.mpi} python scripts/train.py --settings {params.settings:q}"
-        " --images {input.images:q} --annotations {input.annotations:q}"
+        " --images {params.images:q} --annotations {params.annotations:q}"
         " {params.eval_split} --out-dir {params.out_dir:q} >> {log} 2>&1"

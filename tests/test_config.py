@@ -9,9 +9,13 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.config import (
+    checksums,
+    download_files,
     load_config,
     predict_settings,
+    remote_url,
     split_paths,
+    split_sources,
     train_settings,
     validate_config,
 )
@@ -140,3 +144,197 @@ def test_settings_split_by_stage() -> None:
         "images": "data/d/val",
         "annotations": "data/d/annotations/val.json",
     }
+
+
+DOWNLOAD = {
+    "datasets": {
+        "coco": {
+            "source": "download",
+            "files": {
+                "val2017.zip": {
+                    "url": "http://images.cocodataset.org/zips/val2017.zip",
+                    "md5": "a" * 32,
+                },
+                "extra.tgz": {
+                    "url": "https://example.org/x/extra.tgz",
+                    "sha256": "B" * 64,
+                    "enabled": False,
+                },
+            },
+            "splits": {
+                "val": {"images": "val2017", "annotations": "annotations/instances_val2017.json"}
+            },
+        }
+    },
+    "runs": {"r": {"dataset": "coco", "train_split": "val"}},
+}
+
+
+def folder_config(root: str | None, images: str = "train2017") -> dict:
+    dataset: dict = {
+        "source": "folder",
+        "splits": {"train": {"images": images, "annotations": "ann/train.json"}},
+    }
+    if root is not None:
+        dataset["root"] = root
+    return {"datasets": {"c": dataset}, "runs": {"r": {"dataset": "c", "eval_split": "train"}}}
+
+
+def test_split_paths_have_one_shape_under_data_for_every_source() -> None:
+    download = validated(DOWNLOAD)
+    assert split_paths(download, "coco", "val") == {
+        "images": "data/coco/val2017",
+        "annotations": "data/coco/annotations/instances_val2017.json",
+    }
+    folder = validated(folder_config("/shared/coco"))
+    assert split_paths(folder, "c", "train") == {
+        "images": "data/c/train",
+        "annotations": "data/c/annotations/train.json",
+    }
+    assert split_sources(folder, "c", "train") == {
+        "images": "/shared/coco/train2017",
+        "annotations": "/shared/coco/ann/train.json",
+    }
+    assert split_sources(validated(folder_config(None)), "c", "train")["images"] == "train2017"
+
+
+def test_download_files_defaults_and_mirror() -> None:
+    config = validated(DOWNLOAD)
+    files = download_files(config)
+    assert list(files) == ["val2017.zip"]  # extra.tgz is disabled
+    assert (files["val2017.zip"]["unpack"], files["val2017.zip"]["enabled"]) == (".", True)
+    entry = config["datasets"]["coco"]["files"]["extra.tgz"]
+    assert checksums(entry) == {"sha256": "b" * 64}
+    assert remote_url(config, "val2017.zip", files["val2017.zip"]).startswith("http://images.")
+    config["download"]["mirror"] = "file:///shared/mirror/"
+    assert (
+        remote_url(config, "val2017.zip", files["val2017.zip"])
+        == "file:///shared/mirror/val2017.zip"
+    )
+    assert config["download"] == {"mirror": "file:///shared/mirror/", "retries": 5, "timeout": 60}
+
+
+def test_default_config_downloads_coco_and_the_backbone() -> None:
+    config = load_config(REPO / "config.yaml")
+    assert set(download_files(config)) == {
+        "train2017.zip",
+        "val2017.zip",
+        "annotations_trainval2017.zip",
+    }
+    md5s = {name: entry["md5"] for name, entry in download_files(config).items()}
+    assert md5s["train2017.zip"] == "cced6f7f71b7629ddf16f17bbcfab6b2"
+    weights = config["runs"]["r50_fpn_1x"]["model"]["backbone_weights"]
+    assert weights == "data/weights/resnet50-0676ba61.pth"
+    assert config["weights"]["resnet50-0676ba61.pth"]["sha256_prefix"] == "0676ba61"
+
+
+def edited(base: dict, edit) -> dict:
+    config = copy.deepcopy(base)
+    edit(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        pytest.param(
+            edited(DOWNLOAD, lambda c: c["datasets"]["coco"]["files"]["val2017.zip"].pop("md5")),
+            "datasets.coco.files.val2017.zip: give md5, sha256 or sha256_prefix",
+            id="no-checksum",
+        ),
+        pytest.param(
+            edited(DOWNLOAD, lambda c: c.update(weights={"w.pth": {"url": "https://x.org/w.pth"}})),
+            "weights.w.pth: give md5, sha256 or sha256_prefix",
+            id="weights-without-checksum",
+        ),
+        pytest.param(
+            edited(DOWNLOAD, lambda c: c["datasets"]["coco"]["splits"]["val"].update(images="/x")),
+            "datasets.coco.splits.val.images: '/x' must be a relative path inside data/<dataset>/",
+            id="absolute-download-split",
+        ),
+        pytest.param(
+            edited(
+                DOWNLOAD,
+                lambda c: c["datasets"]["coco"]["files"]["val2017.zip"].update(unpack="../.."),
+            ),
+            "datasets.coco.files.val2017.zip.unpack: '../..' must be a relative path",
+            id="unpack-outside",
+        ),
+        pytest.param(
+            edited(DOWNLOAD, lambda c: c["datasets"]["coco"].update(root="/shared")),
+            "datasets.coco.root: not used by source download; remove it",
+            id="root-for-download",
+        ),
+        pytest.param(
+            edited(
+                DOWNLOAD,
+                lambda c: c["datasets"]["coco"]["files"]["val2017.zip"].update(url="ftp://x/v.zip"),
+            ),
+            "datasets.coco.files.val2017.zip.url: 'ftp://x/v.zip' does not match",
+            id="ftp-url",
+        ),
+        pytest.param(
+            edited(DOWNLOAD, lambda c: c.update(download={"mirror": "s3://bucket"})),
+            "download.mirror: 's3://bucket' does not match",
+            id="mirror-scheme",
+        ),
+        pytest.param(
+            edited(
+                DOWNLOAD,
+                lambda c: c["datasets"].update(
+                    other=edited(
+                        c["datasets"]["coco"],
+                        lambda d: d["files"]["val2017.zip"].update(md5="b" * 32),
+                    )
+                ),
+            ),
+            "datasets.other.files.val2017.zip: datasets.coco defines a different file of that name",
+            id="same-name-other-file",
+        ),
+        pytest.param(
+            edited(
+                DOWNLOAD,
+                lambda c: c["runs"]["r"].update(model={"backbone_weights": "data/weights/r.pth"}),
+            ),
+            "runs.r.model.backbone_weights: data/weights/r.pth is fetched from a weights entry "
+            "named 'r.pth', and there is none",
+            id="unknown-weights",
+        ),
+        pytest.param(
+            edited(
+                folder_config("data/c"),
+                lambda c: c["datasets"]["c"]["splits"]["train"].update(images="train"),
+            ),
+            "datasets.c.splits.train.images: 'data/c/train' is where the pipeline puts its link",
+            id="folder-is-its-own-link",
+        ),
+        pytest.param(
+            edited(
+                folder_config("/s"),
+                lambda c: c["datasets"]["c"]["splits"].update(
+                    annotations=c["datasets"]["c"]["splits"]["train"]
+                ),
+            ),
+            "datasets.c.splits.annotations: the split name 'annotations' is reserved",
+            id="reserved-split-name",
+        ),
+        pytest.param(
+            edited(
+                MINIMAL,
+                lambda c: c["datasets"]["d"].update(
+                    splits={"a": {"images": "i", "annotations": "a.json"}}
+                ),
+            ),
+            "datasets.d.splits: not used by source synthetic",
+            id="splits-for-synthetic",
+        ),
+    ],
+)
+def test_data_sources_are_checked(config: dict, expected: str) -> None:
+    assert expected in error_of(config)
+
+
+def test_synthetic_and_validation_defaults_are_filled_in() -> None:
+    dataset = validated(MINIMAL)["datasets"]["d"]
+    assert dataset["synthetic"]["train_images"] == 800
+    assert dataset["validation"] == {"bbox_tolerance": 1.0, "decode_images": False}

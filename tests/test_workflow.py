@@ -28,7 +28,7 @@ STAT_NAMES = [
     "ARm",
     "ARl",
 ]
-PIPELINE = {"generate_synthetic_dataset", "train", "predict", "evaluate", "report"}
+PIPELINE = {"generate_synthetic_dataset", "validate", "train", "predict", "evaluate", "report"}
 
 
 def planned_jobs(workdir: Path) -> set[str]:
@@ -133,6 +133,7 @@ def test_a_changed_setting_reruns_exactly_its_dependents(done: Path, edit, expec
         ("evaluate.py", {"evaluate", "report"}),
         ("predict.py", {"predict", "evaluate", "report"}),
         ("train.py", {"train", "predict", "evaluate", "report"}),
+        ("validate_dataset.py", PIPELINE - {"generate_synthetic_dataset"}),
         ("generate_synthetic.py", PIPELINE),
     ],
 )

@@ -11,7 +11,6 @@ import contextlib
 import io
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +19,13 @@ import torch
 from pycocotools.coco import COCO
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 Target = dict[str, torch.Tensor]
 Sample = tuple[torch.Tensor, Target]
-
-
-@dataclass(frozen=True)
-class Categories:
-    """The dataset's categories and their contiguous training labels."""
-
-    ids: tuple[int, ...]
-    names: tuple[str, ...]
-
-    @classmethod
-    def from_coco(cls, coco: COCO) -> Categories:
-        cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda cat: cat["id"])
-        return cls(tuple(cat["id"] for cat in cats), tuple(cat["name"] for cat in cats))
-
-    @classmethod
-    def from_list(cls, entries: Sequence[Mapping[str, Any]]) -> Categories:
-        return cls(tuple(int(e["id"]) for e in entries), tuple(str(e["name"]) for e in entries))
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [{"id": i, "name": n} for i, n in zip(self.ids, self.names, strict=True)]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def label_of(self, category_id: int) -> int:
-        return self.ids.index(category_id) + 1
-
-    def category_of(self, label: int) -> int:
-        return self.ids[label - 1]
 
 
 def load_coco(annotations: str | Path) -> COCO:
@@ -104,7 +75,7 @@ class CocoInstances(torch.utils.data.Dataset):
     ) -> None:
         self.images_dir = Path(images)
         self.coco = load_coco(annotations)
-        self.categories = Categories.from_coco(self.coco)
+        self.categories = Categories.from_records(self.coco.loadCats(self.coco.getCatIds()))
         if not len(self.categories):
             raise PipelineError(f"{annotations}: no categories; a dataset needs at least one")
         ids = sorted(self.coco.getImgIds())

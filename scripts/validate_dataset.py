@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Check a COCO-format dataset (annotations and image files) and write a validation report.
+
+Checks required keys and types, unique ids, that every annotation's image and category exist,
+boxes inside their image with positive size, polygons (>= 3 points, even coordinates), RLE
+sizes, iscrowd in {0, 1}, and that every image file exists, is readable and has the declared
+width and height. With errors, exits non-zero, prints the counts per kind with the first
+examples, and writes the report to REPORT.errors.json instead of REPORT. Examples:
+
+    python scripts/validate_dataset.py --images data/mine/train --annotations train.json \\
+        --out validation.json
+    python scripts/validate_dataset.py --dataset coco2017 --out data/coco2017/validation.json \\
+        --split train data/coco2017/train2017 data/coco2017/annotations/instances_train2017.json \\
+        --split val data/coco2017/val2017 data/coco2017/annotations/instances_val2017.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.data.validation import (
+    Split,
+    ValidationSettings,
+    validate_dataset,
+    write_report,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="REPORT", help="report JSON")
+    data = parser.add_argument_group("what to check (--images + --annotations, or --split ...)")
+    data.add_argument("--images", type=Path, metavar="DIR", help="images folder of one split")
+    data.add_argument("--annotations", type=Path, metavar="FILE", help="its annotation JSON")
+    data.add_argument(
+        "--split",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "DIR", "FILE"),
+        help="a named split: images folder and annotation JSON (repeat for every split)",
+    )
+    data.add_argument(
+        "--dataset", default="dataset", help="dataset name for the report (default: dataset)"
+    )
+    how = parser.add_argument_group("checks")
+    how.add_argument(
+        "--bbox-tolerance",
+        type=float,
+        default=1.0,
+        metavar="PX",
+        help="pixels a box may extend beyond its image (default: %(default)s)",
+    )
+    how.add_argument(
+        "--decode-images",
+        action="store_true",
+        help="decode every image fully (catches truncated files; slow) instead of its header",
+    )
+    how.add_argument(
+        "--examples",
+        type=int,
+        default=5,
+        metavar="N",
+        help="examples kept per kind of problem (default: %(default)s)",
+    )
+    how.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="threads reading image files (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    splits = [
+        Split(name, Path(images), Path(annotations)) for name, images, annotations in args.split
+    ]
+    if (args.images is None) != (args.annotations is None):
+        parser.error("--images and --annotations go together")
+    if args.images is not None:
+        splits.append(Split("split", args.images, args.annotations))
+    if not splits:
+        parser.error("give --images and --annotations, or --split NAME DIR FILE")
+    settings = ValidationSettings(
+        bbox_tolerance=args.bbox_tolerance,
+        decode_images=args.decode_images,
+        max_examples=args.examples,
+        workers=args.workers,
+    )
+    write_report(validate_dataset(args.dataset, splits, settings), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
