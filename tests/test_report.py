@@ -39,6 +39,7 @@ ALL_FIGURES = {
     "pr_curves.png",
     "predictions.png",
 }
+TABLES = {"metrics.csv", "metrics.html", "summary.md"}
 HEIGHT, WIDTH = 120, 160
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 7, "name": "kite"}]
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
@@ -280,7 +281,7 @@ def assert_valid_png(path: Path) -> None:
 def test_writes_every_figure_table_and_summary(full_report: tuple[Path, list[Path]]) -> None:
     out_dir, written = full_report
     names = {p.name for p in written}
-    assert names == ALL_FIGURES | {"metrics.csv", "summary.md"}
+    assert names == ALL_FIGURES | TABLES
     assert written[-1].name == "summary.md"
     assert {p.name for p in out_dir.iterdir()} == names, "no temporary file may be left"
     for name in ALL_FIGURES:
@@ -337,7 +338,7 @@ def test_missing_optional_inputs_skip_their_figures(inputs: dict[str, Any], tmp_
         per_category_csv=tmp_path / "absent.csv",
     )
     names = {p.name for p in written}
-    assert names == {"losses.png", "lr.png", "throughput.png", "metrics.csv", "summary.md"}
+    assert names == {"losses.png", "lr.png", "throughput.png"} | TABLES
     assert not (out_dir / "pr_curves.png").exists(), "a stale skipped figure must go"
     summary = (out_dir / "summary.md").read_text()
     skipped = summary.split("## Skipped")[1].split("##")[0]
@@ -467,7 +468,7 @@ def test_cli_writes_the_report(inputs: dict[str, Any], tmp_path: Path) -> None:
         "0.7",
     )
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in out_dir.iterdir()} == ALL_FIGURES | {"metrics.csv", "summary.md"}
+    assert {p.name for p in out_dir.iterdir()} == ALL_FIGURES | TABLES
     assert "cli-run" in (out_dir / "summary.md").read_text()
 
 
