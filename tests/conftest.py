@@ -23,6 +23,7 @@ WORKFLOW_PARTS = (
     "configs",
     "profiles",
     "envs",
+    "report",
     "maskrcnn_pipeline",
 )
 
