@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.report.figures import save_figure
 from maskrcnn_pipeline.report.overlays import sample_figure, write_overlays
 
@@ -82,6 +83,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Draw every overlay, then the sample grid if asked for."""
     args = parse_args(argv)
+    if args.sample is not None and args.num_examples < 1:
+        raise PipelineError(
+            f"--num-examples must be 1 or more with --sample, got {args.num_examples}"
+        )
     written = write_overlays(
         predictions=args.predictions,
         index=args.index,

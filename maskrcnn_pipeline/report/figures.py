@@ -119,7 +119,7 @@ def placeholder_figure(title: str, reason: str) -> Figure:
     and the HTML report shows it): a reader sees the reason where the plot would be instead of
     a missing file or an empty frame.
     """
-    fig, axes = new_figure(panel_size=(6.0, 2.4))
+    fig, axes = new_figure(panel_size=(6.0, 3.0))
     ax = axes[0, 0]
     ax.set_axis_off()
     ax.text(0.5, 0.72, title, ha="center", va="center", fontsize=12, weight="bold")
