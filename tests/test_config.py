@@ -140,3 +140,24 @@ def test_settings_split_by_stage() -> None:
         "images": "data/d/val",
         "annotations": "data/d/annotations/val.json",
     }
+
+
+def test_inference_entries_name_an_existing_run() -> None:
+    config = copy.deepcopy(MINIMAL)
+    config["inference"] = {"street": {"run": "r", "images": "photos"}}
+    assert validated(config)["inference"]["street"]["run"] == "r"
+    config["inference"]["street"]["run"] = "r2"
+    assert "inference.street.run: 'r2' is not a run; defined runs: r" in error_of(config)
+    config["inference"]["street"] = {"run": "r"}
+    assert "inference.street: 'images' is a required property" in error_of(config)
+
+
+def test_reference_lines_default_to_nvidia_and_are_checked() -> None:
+    (reference,) = validated(MINIMAL)["report"]["references"]
+    assert reference["datasets"] == ["coco2017"]
+    assert (reference["bbox"], reference["segm"]) == (0.3763, 0.3417)
+    config = copy.deepcopy(MINIMAL)
+    config["report"] = {"references": [{"label": "x", "datasets": ["d"]}]}
+    assert "report.references[0]" in error_of(config)
+    config["report"]["references"][0]["bbox"] = 37.6
+    assert "report.references[0].bbox: 37.6 is greater than the maximum of 1" in error_of(config)
