@@ -208,7 +208,9 @@ def _ap_points(
     last = run.log.training["iteration"].max() if not run.log.training.empty else None
     points = {}
     for iou_type in IOU_TYPES:
-        series = history[iou_type].dropna() if iou_type in history.columns else pd.Series()
+        series = (
+            history[iou_type].dropna() if iou_type in history.columns else pd.Series(dtype=float)
+        )
         final = None
         if iou_type in run.metrics.index and last is not None and not pd.isna(last):
             value = run.metrics.at[iou_type, "AP"]
