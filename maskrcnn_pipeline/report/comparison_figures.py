@@ -194,6 +194,7 @@ def ap_history_figure(runs: Sequence[RunResults], references: Sequence[Reference
                 ax.plot(*final, marker="*", markersize=11, color=color, linestyle="none")
             ax.plot([], [], color=color, label=name)
         _draw_references(ax, references, iou_type)
+        ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         style_axes(ax, title=f"{iou_type} AP (\u2605 final model)", xlabel="iteration")
         ax.legend(fontsize=7)
