@@ -70,6 +70,10 @@ def run_reports():
     return [f"results/{run}/report/summary.md" for run in config["runs"]]
 
 
+#: The category of the comparison in the HTML report; runs have one each, by name.
+COMPARISON_CATEGORY = "All runs"
+
+
 def run_report_item(name, caption, subcategory, title):
     """A per-run report output marked for `snakemake --report`: filed under its run's
     category, with a caption from report/ (paths are relative to rules/)."""
@@ -90,10 +94,6 @@ def comparison_item(name, caption, title):
         category=COMPARISON_CATEGORY,
         labels={"content": title},
     )
-
-
-#: The category of the comparison in the HTML report; runs have one each, by name.
-COMPARISON_CATEGORY = "All runs"
 
 
 def comparison_inputs(wildcards):
