@@ -261,8 +261,10 @@ def test_html_report_renders_in_headless_chromium(finished: Path, tmp_path: Path
         pixels = image.convert("RGB")
         colors = pixels.getcolors(maxcolors=1 << 20) or []
         white = sum(count for count, rgb in colors if min(rgb) > 245)
+        # The report is mostly white by design (measured 79-95%, depending on whether the
+        # sidebar's colour transition finished); a blank page is ~100% white in one colour.
         assert len(colors) > 50, "the page rendered nearly uniform"
-        assert white < 0.9 * pixels.width * pixels.height, "the page rendered blank"
+        assert white < 0.98 * pixels.width * pixels.height, "the page rendered blank"
 
 
 # --- the demo config --------------------------------------------------------------------------
