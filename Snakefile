@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -17,15 +20,19 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
     split=r"[A-Za-z0-9_.-]+",
     file=r"[A-Za-z0-9_.-]+",
+    inference=r"[A-Za-z0-9_.-]+",
 
 
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/inference.smk"
 
 
 rule all:
     default_target: True
     input:
         run_reports(),
+        "results/report/comparison.md",
+        inference_targets(),

@@ -121,6 +121,12 @@ def _cross_check(config: Mapping[str, Any]) -> list[str]:
                 f"runs.{run_name}.early_stop: needs runs.{run_name}.eval_period > 0 "
                 "(targets are checked at the periodic evaluations)"
             )
+    for name, entry in config.get("inference", {}).items():
+        if entry["run"] not in config["runs"]:
+            problems.append(
+                f"inference.{name}.run: {entry['run']!r} is not a run; "
+                f"defined runs: {', '.join(sorted(config['runs']))}"
+            )
     return problems
 
 
@@ -222,6 +228,15 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             f"(schema: {schema_path}):\n{listing}"
         )
     return config
+
+
+def schema_default(*keys: str, schema_path: Path = SCHEMA_PATH) -> Any:
+    """The schema's default for the top-level key path ``keys`` (e.g. "report", "references"),
+    for scripts run by hand without a config: defaults live in the schema only."""
+    node = load_schema(schema_path)
+    for key in keys:
+        node = node["properties"][key]
+    return copy.deepcopy(node["default"])
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from maskrcnn_pipeline.data.categories import Categories
@@ -55,6 +56,27 @@ def images_from_folder(images: Path) -> list[ImageEntry]:
     if not files:
         raise PipelineError(f"{images}: no {'/'.join(IMAGE_SUFFIXES)} files in this folder")
     return [ImageEntry(index, path) for index, path in enumerate(files, start=1)]
+
+
+def image_index(entries: Sequence[ImageEntry], categories: Categories) -> dict[str, Any]:
+    """A COCO file without annotations: the predicted images (id, file name, size) and the
+    model's categories.
+
+    Written beside the results of a folder without annotations, it is what gives their
+    image ids and category ids a meaning: the overlays and any COCO tool read it as the
+    ground-truth side. Sizes come from the image headers (no decoding).
+    """
+    images = []
+    for entry in entries:
+        try:
+            with Image.open(entry.path) as image:
+                width, height = image.size
+        except OSError as exc:
+            raise PipelineError(f"{entry.path}: cannot read image ({exc})") from exc
+        images.append(
+            {"id": entry.image_id, "file_name": entry.path.name, "width": width, "height": height}
+        )
+    return {"images": images, "categories": categories.to_list()}
 
 
 class _Images(Dataset):
@@ -165,14 +187,21 @@ def predict(
     out: Path,
     *,
     workers: int = 2,
+    index_out: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Predict every image in ``entries`` and write the COCO results list to ``out``."""
+    """Predict every image in ``entries`` and write the COCO results list to ``out``.
+
+    With ``index_out``, also write the :func:`image_index` of the images (for folders
+    without an annotation file).
+    """
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(model_path, settings, device)
     results = predict_entries(predictor, entries, settings["test"]["ims_per_batch"], workers)
     write_json_atomic(out, results, indent=None)
+    if index_out is not None:
+        write_json_atomic(index_out, image_index(entries, predictor.categories), indent=None)
     log.info("%d detections on %d images -> %s", len(results), len(entries), out)
     return results
 

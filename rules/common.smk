@@ -171,6 +171,108 @@ def run_reports():
     return [f"results/{run}/report/summary.md" for run in config["runs"]]
 
 
+#: The category of the comparison in the HTML report; runs have one each, by name.
+COMPARISON_CATEGORY = "All runs"
+
+
+def run_report_item(name, caption, subcategory, title):
+    """A per-run report output marked for `snakemake --report`: filed under its run's
+    category, with a caption from report/ (paths are relative to rules/)."""
+    return report(
+        f"results/{{run}}/report/{name}",
+        caption=f"../report/{caption}.rst",
+        category="{run}",
+        subcategory=subcategory,
+        labels={"content": title},
+    )
+
+
+def comparison_item(name, caption, title):
+    """A cross-run comparison output marked for `snakemake --report`."""
+    return report(
+        f"results/report/{name}",
+        caption=f"../report/{caption}.rst",
+        category=COMPARISON_CATEGORY,
+        labels={"content": title},
+    )
+
+
+def comparison_inputs(wildcards):
+    """Every run's final metrics and training log, in config order, plus the code."""
+    return {
+        "metrics": [f"{eval_dir(run)}/metrics.json" for run in config["runs"]],
+        "logs": [f"results/{run}/train/metrics.jsonl" for run in config["runs"]],
+        "code": code("compare", "report"),
+    }
+
+
+def eval_dir(run):
+    split = run_config(config, run)["eval_split"]
+    return f"results/{run}/eval/{split}"
+
+
+def comparison_run_args(wildcards, input):
+    """`--run NAME METRICS LOG` per run, from the rule's own inputs (same order as config)."""
+    return " ".join(
+        f"--run {shlex.quote(run)} {shlex.quote(metrics)} {shlex.quote(log)}"
+        for run, metrics, log in zip(config["runs"], input.metrics, input.logs)
+    )
+
+
+def comparison_run_info():
+    """What the comparison shows about each run from the config; 'dataset' selects the
+    reference lines (report.references) that apply."""
+    info = {}
+    for run in config["runs"]:
+        settings = run_config(config, run)
+        info[run] = {
+            "dataset": settings["dataset"],
+            "eval_split": settings["eval_split"],
+            "gpus": settings["gpus"] * settings["nodes"],
+            "precision": settings["precision"],
+        }
+    return as_json(info)
+
+
+def inference_targets():
+    """The overlays and sample of every entry under `inference:` (each implies its results)."""
+    return [
+        f"results/{entry['run']}/inference/{name}/{target}"
+        for name, entry in config["inference"].items()
+        for target in ("overlays", "sample.png")
+    ]
+
+
+def inference_entry(wildcards):
+    """The `inference:` entry of a target path; its run must be the one in the path."""
+    try:
+        entry = config["inference"][wildcards.inference]
+    except KeyError:
+        raise WorkflowError(
+            f"inference.{wildcards.inference}: no such entry under inference: in the config"
+        ) from None
+    if entry["run"] != wildcards.run:
+        raise WorkflowError(
+            f"inference.{wildcards.inference} uses run {entry['run']!r}, not "
+            f"{wildcards.run!r}: ask for results/{entry['run']}/inference/"
+            f"{wildcards.inference}/"
+        )
+    return entry
+
+
+def infer_inputs(wildcards):
+    return {
+        "model": f"results/{wildcards.run}/train/model_final.pth",
+        "images": inference_entry(wildcards)["images"],
+        "code": predict_code(),
+    }
+
+
+def predict_code():
+    """What predicting depends on, for evaluation and inference alike."""
+    return code("predict", "predict", "model", "data/categories", "data/coco")
+
+
 def synthetic_args(wildcards):
     """The generator's options as CLI flags; as params, a changed option regenerates the data."""
     settings = config["datasets"][wildcards.dataset]["synthetic"]
@@ -234,7 +336,7 @@ def predict_inputs(wildcards):
     return {
         "model": f"results/{wildcards.run}/train/model_final.pth",
         "dataset": dataset_report(wildcards),
-        "code": code("predict", "predict", "model", "data/categories", "data/coco"),
+        "code": predict_code(),
     }
 
 

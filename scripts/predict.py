@@ -3,7 +3,8 @@
 
 With --annotations, the images and their ids come from the annotation file (for
 evaluation); without, every .jpg/.jpeg/.png in --images is predicted and numbered 1..N in
-file-name order.
+file-name order, and --image-index writes that numbering (a COCO file without annotations),
+which scripts/overlay.py reads to draw the results.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--annotations", type=Path, help="COCO annotation JSON of the images")
     parser.add_argument("--out", type=Path, required=True, help="COCO results JSON to write")
     parser.add_argument(
+        "--image-index",
+        type=Path,
+        help="also write the images (id, file name, size) and categories as a COCO file "
+        "without annotations, e.g. images.json",
+    )
+    parser.add_argument(
         "--workers", type=int, default=2, help="image-decoding processes (default: 2)"
     )
     return parser.parse_args(argv)
@@ -38,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         entries = images_from_folder(args.images)
     predict(
-        args.model, entries, resolve_settings(args, kind="predict"), args.out, workers=args.workers
+        args.model,
+        entries,
+        resolve_settings(args, kind="predict"),
+        args.out,
+        workers=args.workers,
+        index_out=args.image_index,
     )
     return 0
 

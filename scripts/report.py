@@ -21,8 +21,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; optional inputs default to None, which skips their figure."""
     parser = argparse.ArgumentParser(
         description="Write the per-run report: training curves, evaluation figures, example "
-        "predictions, metrics.csv and summary.md. An optional input that is not given (or "
-        "does not exist) skips its figure, and summary.md says so.",
+        "predictions, metrics.csv, metrics.html and summary.md. An optional input that is not "
+        "given (or does not exist) skips its figure, and summary.md says so.",
     )
     required = parser.add_argument_group("required")
     required.add_argument(
@@ -100,6 +100,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.5,
         metavar="SCORE",
         help="draw only detections scoring at least this, 0 to 1 (default: %(default)s)",
+    )
+    drawing.add_argument(
+        "--placeholders",
+        action="store_true",
+        help="write a figure with nothing to show as a panel giving the reason, instead of "
+        "leaving it out (the workflow declares every figure as an output)",
     )
     return parser.parse_args(argv)
 

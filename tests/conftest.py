@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ WORKFLOW_PARTS = (
     "configs",
     "profiles",
     "envs",
+    "report",
     "maskrcnn_pipeline",
 )
 
@@ -82,3 +84,35 @@ def workflow(tmp_path: Path) -> Path:
     copy_workflow(tmp_path)
     shutil.copy2(TESTS_DATA / "tiny.yaml", tmp_path / "config.yaml")
     return tmp_path
+
+
+class _TableParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def html_tables(text: str) -> list[list[list[str]]]:
+    """Every <table> of an HTML page as rows of cell texts (header row first); the stdlib's
+    parser, as pandas.read_html needs lxml, which the project does not install."""
+    parser = _TableParser()
+    parser.feed(text)
+    return parser.tables

@@ -338,3 +338,24 @@ def test_synthetic_and_validation_defaults_are_filled_in() -> None:
     dataset = validated(MINIMAL)["datasets"]["d"]
     assert dataset["synthetic"]["train_images"] == 800
     assert dataset["validation"] == {"bbox_tolerance": 1.0, "decode_images": False}
+
+
+def test_inference_entries_name_an_existing_run() -> None:
+    config = copy.deepcopy(MINIMAL)
+    config["inference"] = {"street": {"run": "r", "images": "photos"}}
+    assert validated(config)["inference"]["street"]["run"] == "r"
+    config["inference"]["street"]["run"] = "r2"
+    assert "inference.street.run: 'r2' is not a run; defined runs: r" in error_of(config)
+    config["inference"]["street"] = {"run": "r"}
+    assert "inference.street: 'images' is a required property" in error_of(config)
+
+
+def test_reference_lines_default_to_nvidia_and_are_checked() -> None:
+    (reference,) = validated(MINIMAL)["report"]["references"]
+    assert reference["datasets"] == ["coco2017"]
+    assert (reference["bbox"], reference["segm"]) == (0.3763, 0.3417)
+    config = copy.deepcopy(MINIMAL)
+    config["report"] = {"references": [{"label": "x", "datasets": ["d"]}]}
+    assert "report.references[0]" in error_of(config)
+    config["report"]["references"][0]["bbox"] = 37.6
+    assert "report.references[0].bbox: 37.6 is greater than the maximum of 1" in error_of(config)

@@ -404,3 +404,22 @@ def test_fake_coco_is_deterministic() -> None:
     assert json.dumps(make_detections(gt, seed=5)) == json.dumps(make_detections(gt, seed=5))
     assert json.dumps(gt) != json.dumps(make_ground_truth(10, 3, seed=6))
     assert len(make_detections(gt, detections_per_image=7)) == 70
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_per_category_csv_averages_to_the_overall_stats(
+    evaluated: dict[str, EvaluationResult], backend: str, tmp_path: Path
+) -> None:
+    """The CSV the report reads: its AP, AP50 and AP75 columns, averaged over categories with
+    ground truth (empty cells are categories without), are metrics.json's stats."""
+    result = evaluated[backend]
+    path = tmp_path / "per_category.csv"
+    write_per_category_csv(result, path)
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for iou_type, stats in result.stats.items():
+        for stat in ("AP", "AP50", "AP75"):
+            values = [float(r[stat]) for r in rows if r["iou_type"] == iou_type and r[stat]]
+            assert len(values) == 6
+            assert 0.0 < stats[stat] < 1.0, "the fake detections give a non-trivial AP"
+            assert sum(values) / len(values) == pytest.approx(stats[stat], abs=1e-12)

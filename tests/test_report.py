@@ -6,6 +6,7 @@ so these tests need no data, no GPU and no torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -27,6 +28,7 @@ from maskrcnn_pipeline.report.predictions_figure import example_predictions_figu
 from maskrcnn_pipeline.report.run_report import build_run_report
 from maskrcnn_pipeline.report.summary import format_duration
 from maskrcnn_pipeline.report.tables import COCO_STATS, read_coco_metrics
+from tests.conftest import html_tables
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -39,6 +41,7 @@ ALL_FIGURES = {
     "pr_curves.png",
     "predictions.png",
 }
+TABLES = {"metrics.csv", "metrics.html", "summary.md"}
 HEIGHT, WIDTH = 120, 160
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 7, "name": "kite"}]
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
@@ -280,7 +283,7 @@ def assert_valid_png(path: Path) -> None:
 def test_writes_every_figure_table_and_summary(full_report: tuple[Path, list[Path]]) -> None:
     out_dir, written = full_report
     names = {p.name for p in written}
-    assert names == ALL_FIGURES | {"metrics.csv", "summary.md"}
+    assert names == ALL_FIGURES | TABLES
     assert written[-1].name == "summary.md"
     assert {p.name for p in out_dir.iterdir()} == names, "no temporary file may be left"
     for name in ALL_FIGURES:
@@ -337,7 +340,7 @@ def test_missing_optional_inputs_skip_their_figures(inputs: dict[str, Any], tmp_
         per_category_csv=tmp_path / "absent.csv",
     )
     names = {p.name for p in written}
-    assert names == {"losses.png", "lr.png", "throughput.png", "metrics.csv", "summary.md"}
+    assert names == {"losses.png", "lr.png", "throughput.png"} | TABLES
     assert not (out_dir / "pr_curves.png").exists(), "a stale skipped figure must go"
     summary = (out_dir / "summary.md").read_text()
     skipped = summary.split("## Skipped")[1].split("##")[0]
@@ -467,7 +470,7 @@ def test_cli_writes_the_report(inputs: dict[str, Any], tmp_path: Path) -> None:
         "0.7",
     )
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in out_dir.iterdir()} == ALL_FIGURES | {"metrics.csv", "summary.md"}
+    assert {p.name for p in out_dir.iterdir()} == ALL_FIGURES | TABLES
     assert "cli-run" in (out_dir / "summary.md").read_text()
 
 
@@ -519,3 +522,70 @@ def test_per_category_extremes_split_only_when_there_are_many() -> None:
     assert list(shown["rank"]) == ["best"] * 10 + ["worst"] * 10
     assert shown["AP"].iloc[0] == pytest.approx(24 / 25) and shown["AP"].iloc[-1] == 0
     assert set(extremes(frame.head(5), 10)["rank"]) == {"all"}
+
+
+# --- what the workflow relies on: placeholders, metrics.html, AP during training -------------
+
+
+def test_placeholders_stand_in_for_skipped_figures(inputs: dict[str, Any], tmp_path: Path) -> None:
+    log = write_metrics_log(tmp_path / "metrics.jsonl", with_eval=False)
+    out_dir = tmp_path / "report"
+    written = build_run_report(
+        run_name="no-eval",
+        out_dir=out_dir,
+        **inputs | {"metrics_log": log, "pr_curves_csv": None},
+        placeholders=True,
+    )
+    assert {p.name for p in written} == ALL_FIGURES | TABLES
+    placeholders = {"ap_vs_iteration.png", "pr_curves.png"}
+    for name in ALL_FIGURES - placeholders:
+        assert_valid_png(out_dir / name)
+    for name in placeholders:
+        data = (out_dir / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 3000, name
+    summary = (out_dir / "summary.md").read_text()
+    figures = summary.split("## Figures")[1].split("## Skipped")[0]
+    assert "(ap_vs_iteration.png)" not in figures, "a placeholder is not listed as a figure"
+    assert "(pr_curves.png)" not in figures
+    skipped = summary.split("## Skipped")[1].split("##")[0]
+    assert "no periodic evaluation" in skipped and "pr_curves_csv not given" in skipped
+    assert "This run had no periodic evaluation" in summary.split("## AP during training")[1]
+
+
+def test_ap_during_training_section_lists_each_evaluation(
+    full_report: tuple[Path, list[Path]],
+) -> None:
+    summary = (full_report[0] / "summary.md").read_text()
+    section = summary.split("## AP during training")[1].split("##")[0]
+    assert "2 periodic evaluation(s)" in section
+    assert "| iteration | bbox AP | segm AP |" in section
+    assert "| 480 | 0.160 | 0.160 |" in section and "| 960 | 0.320 | 0.320 |" in section
+
+
+def test_metrics_html_shows_the_stats(full_report: tuple[Path, list[Path]]) -> None:
+    page = (full_report[0] / "metrics.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "r50_fpn_1x-test" in page
+    (table,) = html_tables(page)
+    assert table[0] == ["stat", "bbox", "segm"]
+    assert [row[0] for row in table[1:]] == list(COCO_STATS)
+    rows = {row[0]: row[1:] for row in table[1:]}
+    assert rows["AP75"][1] == f"{coco_stats(0.01)['AP75']:.3f}"
+    assert rows["APs"][0] == "n/a"
+
+
+def test_long_provenance_groups_are_collapsed(inputs: dict[str, Any], tmp_path: Path) -> None:
+    provenance = {
+        "git": {"commit": "abc", "dirty": False},
+        "container": {"image": "maskrcnn.sif", "digest": "sha256:feed"},
+        "settings": {f"key{i}": i for i in range(30)},
+    }
+    path = write_json(tmp_path / "provenance.json", provenance)
+    build_run_report(
+        run_name="p", out_dir=tmp_path / "out", **inputs | {"provenance": path, "predictions": None}
+    )
+    section = (tmp_path / "out" / "summary.md").read_text().split("## Provenance")[1]
+    head, details = section.split("<details>", 1)
+    assert "| container.digest | sha256:feed |" in head and "| git.commit | abc |" in head
+    assert "settings (30 values)" in details and "| settings.key29 | 29 |" in details
+    inputs_section = section.split("## Inputs")[1]
+    assert f"(sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})" in inputs_section

@@ -28,7 +28,15 @@ STAT_NAMES = [
     "ARm",
     "ARl",
 ]
-PIPELINE = {"generate_synthetic_dataset", "validate", "train", "predict", "evaluate", "report"}
+PIPELINE = {
+    "generate_synthetic_dataset",
+    "validate",
+    "train",
+    "predict",
+    "evaluate",
+    "report",
+    "compare",
+}
 
 
 def planned_jobs(workdir: Path) -> set[str]:
@@ -100,18 +108,25 @@ def test_nothing_reruns_when_up_to_date(done: Path) -> None:
     [
         pytest.param(lambda c: c["report"].update(num_examples=3), {"report"}, id="report-setting"),
         pytest.param(
+            lambda c: c["report"].update(
+                references=[{"label": "x", "datasets": ["a"], "bbox": 0.1}]
+            ),
+            {"compare"},
+            id="reference-lines",
+        ),
+        pytest.param(
             lambda c: c.setdefault("evaluation", {}).update(backend="pycocotools"),
-            {"evaluate", "report"},
+            {"evaluate", "report", "compare"},
             id="evaluation-setting",
         ),
         pytest.param(
             lambda c: c["runs"]["tiny"]["test"].update(score_thresh=0.1),
-            {"predict", "evaluate", "report"},
+            {"predict", "evaluate", "report", "compare"},
             id="inference-setting",
         ),
         pytest.param(
             lambda c: c["runs"]["tiny"]["solver"].update(base_lr=0.002),
-            {"train", "predict", "evaluate", "report"},
+            {"train", "predict", "evaluate", "report", "compare"},
             id="training-hyperparameter",
         ),
         pytest.param(
@@ -130,9 +145,10 @@ def test_a_changed_setting_reruns_exactly_its_dependents(done: Path, edit, expec
     ("script", "expected"),
     [
         ("report.py", {"report"}),
-        ("evaluate.py", {"evaluate", "report"}),
-        ("predict.py", {"predict", "evaluate", "report"}),
-        ("train.py", {"train", "predict", "evaluate", "report"}),
+        ("evaluate.py", {"evaluate", "report", "compare"}),
+        ("predict.py", {"predict", "evaluate", "report", "compare"}),
+        ("train.py", {"train", "predict", "evaluate", "report", "compare"}),
+        ("compare.py", {"compare"}),
         ("validate_dataset.py", PIPELINE - {"generate_synthetic_dataset"}),
         ("generate_synthetic.py", PIPELINE),
     ],
@@ -151,7 +167,7 @@ def test_training_change_really_reruns_without_touching_the_dataset(done: Path) 
     edit_config(done, lambda c: c["runs"]["tiny"]["solver"].update(max_iter=2))
     result = run_snakemake(done)
     ran = set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, re.MULTILINE))
-    assert ran - {"all"} == {"train", "predict", "evaluate", "report"}
+    assert ran - {"all"} == {"train", "predict", "evaluate", "report", "compare"}
     assert dataset_json.stat().st_mtime_ns == before
     lines = (done / "results" / "tiny" / "train" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["iteration"] == 2

@@ -7,7 +7,11 @@ backend is ever chosen, so the report runs the same on a headless node as on a l
 
 from __future__ import annotations
 
+import logging
 import math
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from maskrcnn_pipeline.fileio import atomic_path
+
+logger = logging.getLogger(__name__)
 
 DPI = 110
 """Enough for text to stay sharp when the PNG is viewed at full size, small enough to embed."""
@@ -104,3 +110,71 @@ def save_figure(fig: Figure, path: Path) -> Path:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=DPI)
     fig.clear()
     return path
+
+
+def placeholder_figure(title: str, reason: str) -> Figure:
+    """A panel that says, in words, why a figure has nothing to show.
+
+    Written in place of a figure the workflow declares as an output (Snakemake needs the file,
+    and the HTML report shows it): a reader sees the reason where the plot would be instead of
+    a missing file or an empty frame.
+    """
+    fig, axes = new_figure(panel_size=(6.0, 3.0))
+    ax = axes[0, 0]
+    ax.set_axis_off()
+    ax.text(0.5, 0.72, title, ha="center", va="center", fontsize=12, weight="bold")
+    ax.text(
+        0.5,
+        0.38,
+        textwrap.fill(f"Nothing to show: {reason}.", width=70),
+        ha="center",
+        va="center",
+        fontsize=9,
+        color="#555555",
+    )
+    return fig
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of a report: its file name, its title, and how to draw it."""
+
+    name: str
+    title: str
+    build: Callable[[], Figure]
+
+
+@dataclass(frozen=True)
+class DrawnFigures:
+    """What :func:`draw_all` did: files written, figures shown, and (name, reason) skipped."""
+
+    written: list[Path]
+    shown: list[FigureSpec]
+    skipped: list[tuple[str, str]]
+
+
+def draw_all(specs: Iterable[FigureSpec], out_dir: Path, *, placeholders: bool) -> DrawnFigures:
+    """Draw and save each figure, or record why it was skipped.
+
+    A skipped figure becomes a placeholder that states the reason when ``placeholders`` is
+    set (the workflow declares every figure as an output); otherwise a file of that name left
+    by an earlier report is removed, so the folder always matches its summary.
+    """
+    drawn = DrawnFigures([], [], [])
+    for spec in specs:
+        target = out_dir / spec.name
+        try:
+            figure = spec.build()
+        except NothingToPlot as reason:
+            logger.warning("skipping %s: %s", spec.name, reason)
+            drawn.skipped.append((spec.name, str(reason)))
+            if placeholders:
+                placeholder = placeholder_figure(spec.title, str(reason))
+                drawn.written.append(save_figure(placeholder, target))
+            else:
+                target.unlink(missing_ok=True)
+            continue
+        drawn.written.append(save_figure(figure, target))
+        drawn.shown.append(spec)
+        logger.info("wrote %s", target)
+    return drawn

@@ -37,6 +37,41 @@ class TrainingLog:
         return [c for c in self.training.columns if c == "loss" or c.startswith("loss_")]
 
 
+#: Headline numbers of a training run: (logged column, how its values are summarised).
+TRAINING_SUMMARY = {
+    "iterations": ("iteration", "max"),
+    "seconds": ("seconds", "max"),
+    "images_per_s": ("images_per_s", "median"),
+    "data_time": ("data_time", "median"),
+    "max_memory_mb": ("max_memory_mb", "max"),
+}
+
+
+def training_summary(log: TrainingLog) -> dict[str, float | None]:
+    """The headline numbers of TRAINING_SUMMARY, None for a column the run did not log.
+
+    One definition for the per-run summary and the cross-run comparison, so "training time"
+    and "images/s" mean the same thing in both: the last logged wall-clock seconds and the
+    median logged throughput (the median ignores the slow first iterations).
+    """
+    summary: dict[str, float | None] = {}
+    for name, (column, how) in TRAINING_SUMMARY.items():
+        values = log.training[column].dropna() if column in log.training.columns else None
+        summary[name] = None if values is None or values.empty else float(values.agg(how))
+    return summary
+
+
+def eval_history(log: TrainingLog, stat: str = "AP") -> pd.DataFrame:
+    """One row per periodically evaluated iteration, one column per iou type, of ``stat``.
+
+    Empty (no rows) when the run logged no eval lines, i.e. had no periodic evaluation.
+    """
+    rows = log.evals[log.evals["stat"] == stat]
+    table = rows.pivot_table(index="iteration", columns="iou_type", values="value", sort=True)
+    table.columns.name = None
+    return table
+
+
 def read_metrics_log(path: Path) -> TrainingLog:
     """Parse ``path``; raise PipelineError naming the line of the first malformed record."""
     training: list[dict[str, float]] = []

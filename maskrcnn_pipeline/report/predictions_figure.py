@@ -134,20 +134,28 @@ def predictions_figure(
     predicted = {d["category_id"] for example in examples for d in example.detections}
     colors = category_colors(set(ground_truth.category_names) | predicted)
     for ax, example in zip(axes.flat, examples, strict=False):
-        _draw_example(ax, example, ground_truth, colors)
+        draw_example(ax, example, ground_truth, colors)
     hide_unused(axes, len(examples))
-    fig.suptitle(
-        f"Predictions with score \u2265 {score_threshold:.2f} (filled, boxed); ground truth dashed"
-    )
+    title = f"Predictions with score \u2265 {score_threshold:.2f} (filled, boxed)"
+    if any(example.ground_truth for example in examples):
+        title += "; ground truth dashed"
+    fig.suptitle(title)
     return fig
 
 
-def _draw_example(
+def draw_example(
     ax: Axes,
     example: Example,
     ground_truth: GroundTruth,
     colors: dict[int, tuple[float, float, float]],
+    *,
+    title: bool = True,
 ) -> None:
+    """One image with its detections (masks, boxes, labels) and ground-truth outlines.
+
+    ``ground_truth`` gives the category names; ``title`` adds the file name and counts above
+    the image (the grid wants it, a full-size overlay does not).
+    """
     height, width = example.pixels.shape[:2]
     step = max(1, math.ceil(max(height, width) / MAX_DISPLAY_SIDE))
     extent = (0, width, height, 0)
@@ -167,11 +175,11 @@ def _draw_example(
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.set_axis_off()
-    ax.set_title(
-        f"{example.file_name[-28:]}\n{len(example.detections)} detections, "
-        f"{len(example.ground_truth)} ground truth",
-        fontsize=8,
-    )
+    if title:
+        counts = f"{len(example.detections)} detections"
+        if ground_truth.annotations:  # an image index without annotations has no ground truth
+            counts += f", {len(example.ground_truth)} ground truth"
+        ax.set_title(f"{example.file_name[-28:]}\n{counts}", fontsize=8)
 
 
 def _mask_overlay(

@@ -2,15 +2,14 @@
 
 Figures are listed once, as (file, title, builder); a builder that finds nothing to draw, or
 whose optional input was not given, raises NothingToPlot, and the report records the reason
-instead of failing. Real problems in the inputs (a malformed line, a broken CSV) still stop
-it with a PipelineError.
+instead of failing (and, with ``placeholders``, writes a figure stating it: the workflow
+declares every figure as an output). Real problems in the inputs (a malformed line, a broken
+CSV) still stop it with a PipelineError.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,19 @@ from matplotlib.figure import Figure
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import read_json, write_text_atomic
 from maskrcnn_pipeline.report.category_ap import per_category_figure, read_per_category
-from maskrcnn_pipeline.report.figures import NothingToPlot, save_figure
+from maskrcnn_pipeline.report.figures import FigureSpec, NothingToPlot, draw_all
 from maskrcnn_pipeline.report.metrics_log import TrainingLog, read_metrics_log
 from maskrcnn_pipeline.report.pr_curves import pr_curves_figure, read_pr_curves
 from maskrcnn_pipeline.report.predictions_figure import example_predictions_figure
 from maskrcnn_pipeline.report.summary import FigureLink, Skipped, render_summary
-from maskrcnn_pipeline.report.tables import metrics_table, read_coco_metrics, write_csv_atomic
+from maskrcnn_pipeline.report.tables import (
+    MISSING,
+    formatted_stats,
+    metrics_table,
+    read_coco_metrics,
+    write_csv_atomic,
+    write_html_tables,
+)
 from maskrcnn_pipeline.report.training_curves import (
     ap_vs_iteration_figure,
     learning_rate_figure,
@@ -35,16 +41,8 @@ from maskrcnn_pipeline.report.training_curves import (
 logger = logging.getLogger(__name__)
 
 METRICS_CSV = "metrics.csv"
+METRICS_HTML = "metrics.html"
 SUMMARY_MD = "summary.md"
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """One figure of the report: where it goes, its title in summary.md, how to draw it."""
-
-    name: str
-    title: str
-    build: Callable[[], Figure]
 
 
 def build_run_report(
@@ -61,11 +59,13 @@ def build_run_report(
     provenance: Path | None = None,
     num_examples: int = 6,
     score_threshold: float = 0.5,
+    placeholders: bool = False,
 ) -> list[Path]:
     """Write the report into ``out_dir`` and return the files written, summary.md last.
 
     ``metrics_log`` and ``metrics`` are required; every other input is optional and its
     figure or section is skipped, with the reason in summary.md, when it is None or absent.
+    With ``placeholders``, a skipped figure is still written, as a panel giving the reason.
     """
     _check_options(num_examples, score_threshold)
     out_dir = Path(out_dir)
@@ -81,8 +81,19 @@ def build_run_report(
             lambda: _predictions(predictions, annotations, images, num_examples, score_threshold),
         ),
     ]
-    written, shown, skipped = _draw_all(specs, out_dir)
+    drawn = draw_all(specs, out_dir, placeholders=placeholders)
+    written = drawn.written
+    shown = [FigureLink(spec.name, spec.title) for spec in drawn.shown]
+    skipped = [Skipped(name, reason) for name, reason in drawn.skipped]
     written.append(write_csv_atomic(table, out_dir / METRICS_CSV))
+    written.append(
+        write_html_tables(
+            out_dir / METRICS_HTML,
+            title=f"{run_name}: final COCO metrics",
+            sections=[("", formatted_stats(table))],
+            notes=[f"{MISSING}: COCO reports -1 when the split has no object of that size."],
+        )
+    )
 
     provenance_data = _read_provenance(provenance, skipped)
     summary = render_summary(
@@ -146,30 +157,6 @@ def _evaluation_specs(
             lambda: pr_curves_figure(read_pr_curves(_optional(pr_curves_csv, "pr_curves_csv"))),
         ),
     ]
-
-
-def _draw_all(
-    specs: list[FigureSpec], out_dir: Path
-) -> tuple[list[Path], list[FigureLink], list[Skipped]]:
-    """Draw and save each figure, or record why it was skipped.
-
-    A skipped figure's file left by an earlier report is removed, so the folder always
-    matches its summary.md.
-    """
-    written, shown, skipped = [], [], []
-    for spec in specs:
-        target = out_dir / spec.name
-        try:
-            figure = spec.build()
-        except NothingToPlot as reason:
-            logger.warning("skipping %s: %s", spec.name, reason)
-            skipped.append(Skipped(spec.name, str(reason)))
-            target.unlink(missing_ok=True)
-            continue
-        written.append(save_figure(figure, target))
-        shown.append(FigureLink(spec.name, spec.title))
-        logger.info("wrote %s", target)
-    return written, shown, skipped
 
 
 def _optional(path: Path | None, option: str) -> Path:

@@ -14,13 +14,23 @@ from typing import Any
 
 import pandas as pd
 
-from maskrcnn_pipeline.report.metrics_log import TrainingLog
-from maskrcnn_pipeline.report.tables import IOU_TYPES, MISSING, markdown_table, stats_markdown
+from maskrcnn_pipeline.provenance import sha256_file
+from maskrcnn_pipeline.report.metrics_log import TrainingLog, eval_history, training_summary
+from maskrcnn_pipeline.report.tables import (
+    IOU_TYPES,
+    MISSING,
+    format_stat,
+    markdown_table,
+    stats_are_percent,
+    stats_markdown,
+)
 
 FINAL_LOSS_WINDOW = 20
 """Final losses are also shown averaged over this many last logged iterations: one value is
 noisy enough to mislead a comparison."""
 NOT_LOGGED = "not logged"
+DETAILS_ROWS = 16
+"""A provenance group with more rows than this is shown collapsed (see provenance_section)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ def render_summary(
         f"# Run report: {run_name}",
         metrics_section(metrics),
         training_section(log),
+        evaluation_history_section(log),
         losses_section(log),
         figures_section(figures),
         skipped_section(skipped),
@@ -81,24 +92,49 @@ def metrics_section(metrics: pd.DataFrame) -> str:
 
 
 def training_section(log: TrainingLog) -> str:
-    """How long and how fast the run trained, from the last and typical logged values."""
-    training = log.training
+    """How long and how fast the run trained (see metrics_log.training_summary)."""
+    summary = training_summary(log)
     rows = [
-        ["iterations", _stat(training, "iteration", "max", "{:.0f}")],
-        ["training time (wall)", _stat(training, "seconds", "max", None)],
-        ["images / s (median)", _stat(training, "images_per_s", "median", "{:.2f}")],
-        ["data time, s / iteration (median)", _stat(training, "data_time", "median", "{:.4f}")],
-        ["peak GPU memory, MB", _stat(training, "max_memory_mb", "max", "{:.0f}")],
+        ["iterations", _shown(summary["iterations"], "{:.0f}")],
+        ["training time (wall)", _shown(summary["seconds"], None)],
+        ["images / s (median)", _shown(summary["images_per_s"], "{:.2f}")],
+        ["data time, s / iteration (median)", _shown(summary["data_time"], "{:.4f}")],
+        ["peak GPU memory, MB", _shown(summary["max_memory_mb"], "{:.0f}")],
     ]
     return "## Training\n\n" + markdown_table(["measure", "value"], rows)
 
 
-def _stat(frame: pd.DataFrame, column: str, how: str, template: str | None) -> str:
-    """One summary number of a logged column, or 'not logged'."""
-    if column not in frame.columns or frame[column].dropna().empty:
+def _shown(value: float | None, template: str | None) -> str:
+    """A summary number formatted, a duration when ``template`` is None, or 'not logged'."""
+    if value is None:
         return NOT_LOGGED
-    value = float(frame[column].dropna().agg(how))
     return format_duration(value) if template is None else template.format(value)
+
+
+def evaluation_history_section(log: TrainingLog) -> str:
+    """AP at each periodic evaluation during training, or a plain statement that there was none.
+
+    Said in words because an absent figure is easy to miss: without periodic evaluation the
+    final metrics above are the only measurement of the model.
+    """
+    history = eval_history(log)
+    if history.empty:
+        return (
+            "## AP during training\n\n"
+            f"This run had no periodic evaluation ({log.path.name} has no eval lines): the "
+            "final metrics above, of the final model, are its only AP."
+        )
+    percent = stats_are_percent(history)
+    rows = [
+        [int(iteration), *(format_stat(value, percent=percent) for value in values)]
+        for iteration, values in zip(history.index, history.to_numpy(), strict=True)
+    ]
+    header = ["iteration", *(f"{iou_type} AP" for iou_type in history.columns)]
+    return (
+        "## AP during training\n\n"
+        f"{len(history)} periodic evaluation(s) logged in {log.path.name}:\n\n"
+        + markdown_table(header, rows)
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -140,13 +176,28 @@ def skipped_section(skipped: Sequence[Skipped]) -> str:
 
 
 def provenance_section(provenance: Mapping[str, Any] | None) -> str:
-    """provenance.json flattened to ``dotted.key | value`` rows."""
+    """provenance.json flattened to ``dotted.key | value`` rows, whatever keys it holds.
+
+    The short groups (git commit, container, packages, checksums, hardware) come first in one
+    table; a group of more than DETAILS_ROWS rows (the run's full settings) follows in a
+    collapsed block, so the facts one looks for are not buried under 70 settings.
+    """
     if provenance is None:
         return "## Provenance\n\nNo provenance.json was given."
-    rows = [[key, value] for key, value in flatten(provenance)]
-    if not rows:
+    groups = {key: flatten({key: value}) for key, value in provenance.items()}
+    if not groups:
         return "## Provenance\n\nprovenance.json is empty."
-    return "## Provenance\n\n" + markdown_table(["key", "value"], rows, numeric=False)
+    short = [row for rows in groups.values() if len(rows) <= DETAILS_ROWS for row in rows]
+    parts = ["## Provenance"]
+    if short:
+        parts.append(markdown_table(["key", "value"], short, numeric=False))
+    for key, rows in groups.items():
+        if len(rows) > DETAILS_ROWS:
+            table = markdown_table(["key", "value"], rows, numeric=False)
+            parts.append(
+                f"<details><summary>{key} ({len(rows)} values)</summary>\n\n{table}\n\n</details>"
+            )
+    return "\n\n".join(parts)
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -162,8 +213,17 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def inputs_section(inputs: Mapping[str, Path | None]) -> str:
-    """The files the report was made from, to trace a figure back to its data."""
-    lines = [
-        f"- {name}: " + (f"`{path}`" if path else "not given") for name, path in inputs.items()
-    ]
-    return "## Inputs\n\n" + "\n".join(lines)
+    """The files the report was made from, with their SHA-256 (so the evaluation split's
+    annotation file is identified too), to trace a figure back to its data."""
+    return "## Inputs\n\n" + "\n".join(
+        f"- {name}: {_described(path)}" for name, path in inputs.items()
+    )
+
+
+def _described(path: Path | None) -> str:
+    if path is None:
+        return "not given"
+    path = Path(path)
+    if path.is_file():
+        return f"`{path}` (sha256 {sha256_file(path)})"
+    return f"`{path}`" + ("" if path.is_dir() else " (missing)")

@@ -6,6 +6,7 @@ formatted the same way everywhere.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fileio import atomic_path, read_json
+from maskrcnn_pipeline.fileio import atomic_path, read_json, write_text_atomic
 
 COCO_STATS = (
     "AP",
@@ -127,12 +128,61 @@ def markdown_table(
     return "\n".join("| " + " | ".join(cell(v) for v in line) + " |" for line in lines)
 
 
-def stats_markdown(table: pd.DataFrame) -> str:
-    """The metrics table turned so stats are rows and iou types columns: 12 short rows read
-    better than 13 wide columns."""
+def formatted_stats(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table turned so stats are rows and iou types columns, as display strings:
+    12 short rows read better than 13 wide columns."""
     percent = stats_are_percent(table)
-    rows = [
-        [stat, *(format_stat(table.at[t, stat], percent=percent) for t in table.index)]
-        for stat in table.columns
+    return pd.DataFrame(
+        {
+            t: [format_stat(table.at[t, stat], percent=percent) for stat in table.columns]
+            for t in table.index
+        },
+        index=pd.Index(table.columns, name="stat"),
+    )
+
+
+def stats_markdown(table: pd.DataFrame) -> str:
+    """The 12 stats per iou type as a Markdown table (see formatted_stats)."""
+    shown = formatted_stats(table)
+    rows = [[stat, *values] for stat, values in zip(shown.index, shown.to_numpy(), strict=True)]
+    return markdown_table(["stat", *shown.columns], rows)
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.2em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.4em; }
+table { border-collapse: collapse; font-size: 0.9em; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { border-bottom: 2px solid #444; }
+p.note { color: #555; font-size: 0.85em; max-width: 60em; }
+"""
+
+
+def write_html_tables(
+    path: Path,
+    *,
+    title: str,
+    sections: Sequence[tuple[str, pd.DataFrame]],
+    notes: Sequence[str] = (),
+) -> Path:
+    """A self-contained HTML page of (heading, table) sections, written atomically.
+
+    For ``snakemake --report``, which shows an HTML file inline but offers a CSV only as a
+    download: the numbers a reader came for must be visible at a glance. Cells are shown as
+    given (format them first) and escaped; each frame's index becomes its first column.
+    """
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
     ]
-    return markdown_table(["stat", *table.index], rows)
+    for heading, frame in sections:
+        if heading:
+            parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts.append(frame.reset_index().to_html(index=False, border=0, na_rep=MISSING))
+    parts += [f'<p class="note">{html.escape(note)}</p>' for note in notes]
+    parts.append("</body></html>")
+    write_text_atomic(path, "\n".join(parts) + "\n")
+    return path

@@ -98,7 +98,10 @@ def ap_vs_iteration_figure(log: TrainingLog) -> Figure:
     """AP, AP50 and AP75 at each periodic evaluation, one panel per iou type."""
     evals = log.evals[log.evals["stat"].isin(AP_STATS)]
     if evals.empty:
-        raise NothingToPlot(f"{log.path.name} has no eval lines with {'/'.join(AP_STATS)}")
+        raise NothingToPlot(
+            f"{log.path.name} has no eval lines with {'/'.join(AP_STATS)}: this run had no "
+            "periodic evaluation, only the final model was evaluated"
+        )
     iou_types = list(dict.fromkeys(evals["iou_type"]))
     fig, axes = new_figure(1, len(iou_types), sharey=True)
     for ax, iou_type in zip(axes.flat, iou_types, strict=True):

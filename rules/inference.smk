@@ -1,0 +1,55 @@
+# Inference on folders of images without annotations (config `inference:`), the equivalent of
+# NVIDIA's inference.sh: COCO results from a run's final model, then overlays drawn from them
+# (a separate rule: redrawing needs no GPU and never reruns the model).
+
+
+rule infer:
+    input:
+        unpack(infer_inputs),
+    output:
+        predictions="results/{run}/inference/{inference}/predictions.json",
+        index="results/{run}/inference/{inference}/images.json",
+    log:
+        "results/logs/infer/{run}.{inference}.log",
+    benchmark:
+        "results/benchmarks/infer/{run}.{inference}.tsv"
+    conda:
+        ENV
+    threads: 2
+    params:
+        settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+    shell:
+        "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
+        " --images {input.images:q} --out {output.predictions:q}"
+        " --image-index {output.index:q} --workers {threads} > {log} 2>&1"
+
+
+rule overlay_inference:
+    input:
+        predictions="results/{run}/inference/{inference}/predictions.json",
+        index="results/{run}/inference/{inference}/images.json",
+        images=lambda wildcards: inference_entry(wildcards)["images"],
+        code=code("overlay", "report"),
+    output:
+        overlays=directory("results/{run}/inference/{inference}/overlays"),
+        sample=report(
+            "results/{run}/inference/{inference}/sample.png",
+            caption="../report/inference_sample.rst",
+            category="{run}",
+            subcategory="4. Inference: {inference}",
+            labels={"content": "sample of the overlays"},
+        ),
+    log:
+        "results/logs/overlay_inference/{run}.{inference}.log",
+    benchmark:
+        "results/benchmarks/overlay_inference/{run}.{inference}.tsv"
+    conda:
+        ENV
+    params:
+        num_examples=config["report"]["num_examples"],
+        score_threshold=config["report"]["score_threshold"],
+    shell:
+        "python scripts/overlay.py --predictions {input.predictions:q} --index {input.index:q}"
+        " --images {input.images:q} --out-dir {output.overlays:q} --sample {output.sample:q}"
+        " --num-examples {params.num_examples} --score-threshold {params.score_threshold}"
+        " > {log} 2>&1"
