@@ -111,6 +111,7 @@ def test_default_config_plans_the_whole_coco_chain(tmp_path: Path) -> None:
         "predict": 1,
         "evaluate": 1,
         "report": 1,
+        "compare": 1,
     }
     plan = run_snakemake(workdir, "--dry-run", "--printshellcmds").stdout
     assert "--md5 cced6f7f71b7629ddf16f17bbcfab6b2" in plan
@@ -214,6 +215,7 @@ def test_existing_folder_is_linked_validated_and_not_redone(tmp_path: Path, sour
         "predict": 1,
         "evaluate": 1,
         "report": 1,
+        "compare": 1,
     }
 
 
