@@ -83,7 +83,6 @@ def benchmark_training(
         max_iter=warmup,
         precision=settings["precision"],
         clip_grad_norm=settings["solver"]["clip_grad_norm"],
-        channels_last=components.channels_last,
         scaler=components.scaler,
     )
     trainer.run()

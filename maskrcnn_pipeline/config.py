@@ -113,6 +113,9 @@ def _cross_check(config: Mapping[str, Any]) -> list[str]:
                     f"runs.{run_name}.{key}: dataset {dataset_name!r} has no split "
                     f"{run[key]!r}; its splits: {', '.join(splits)}"
                 )
+        problem = mlperf_warmup_problem(run["solver"])
+        if problem:
+            problems.append(f"runs.{run_name}.solver: {problem}")
         steps = run["solver"]["steps"]
         if steps != sorted(steps):
             problems.append(f"runs.{run_name}.solver.steps: must be increasing, got {steps}")
@@ -211,6 +214,23 @@ def _weights_problems(config: Mapping[str, Any]) -> list[str]:
                     f"checksum) or use a path outside {WEIGHTS_DIR}/"
                 )
     return problems
+
+
+def mlperf_warmup_problem(solver: Mapping[str, Any]) -> str | None:
+    """NVIDIA's mlperf_linear warmup subtracts warmup_iters x warmup_factor from the LR
+    (absolute, not relative): a value that reaches base_lr would start training at a zero
+    or negative LR, which diverges."""
+    if solver["warmup_method"] != "mlperf_linear":
+        return None
+    drop = solver["warmup_iters"] * solver["warmup_factor"]
+    if drop < solver["base_lr"]:
+        return None
+    return (
+        f"mlperf_linear warmup would start at LR {solver['base_lr']:g} - "
+        f"{solver['warmup_iters']} x {solver['warmup_factor']:g} = {solver['base_lr'] - drop:g} "
+        "(<= 0): warmup_factor is the LR added per iteration; lower it below "
+        "base_lr / warmup_iters, or use warmup_method: linear"
+    )
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:

@@ -65,7 +65,6 @@ class Trainer:
     max_iter: int
     precision: str = "fp32"
     clip_grad_norm: float | None = None
-    channels_last: bool = False
     scaler: torch.amp.GradScaler | None = None
     dist: DistInfo = field(default_factory=DistInfo)
     hooks: Sequence[Hook] = ()
@@ -91,8 +90,6 @@ class Trainer:
         if images and is_encoded(images[0]):
             images = decode_on_device(images, targets, self.device)
         images = [image.to(self.device, non_blocking=True).float().div_(255) for image in images]
-        if self.channels_last:
-            images = [image.contiguous(memory_format=torch.channels_last) for image in images]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
         return images, targets
 

@@ -82,9 +82,7 @@ class PeriodicEvaluation(Hook):
     def evaluate(self, trainer: Trainer) -> dict[str, dict[str, float]]:
         """Sharded prediction on every process, metrics on rank 0, shared with all."""
         info = trainer.dist
-        predictor = Predictor(
-            self.model, self.categories, trainer.device, self.precision, trainer.channels_last
-        )
+        predictor = Predictor(self.model, self.categories, trainer.device, self.precision)
         with inference_mode(self.model, self.test):
             shard = self.entries[info.rank :: info.world_size]
             results = predict_entries(predictor, shard, self.test["ims_per_batch"], self.workers)

@@ -97,7 +97,6 @@ class Predictor:
     categories: Categories
     device: torch.device
     precision: str = "fp32"
-    channels_last: bool = False
 
     @classmethod
     def from_checkpoint(
@@ -118,13 +117,11 @@ class Predictor:
         model = model.to(device).eval()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        return cls(model, categories, device, settings["precision"], channels_last)
+        return cls(model, categories, device, settings["precision"])
 
     @torch.inference_mode()
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         batch = [image.to(self.device).float().div_(255) for image in images]
-        if self.channels_last:
-            batch = [image.contiguous(memory_format=torch.channels_last) for image in batch]
         dtype = AUTOCAST_DTYPES.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             outputs = self.model(batch)

@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from maskrcnn_pipeline.config import mlperf_warmup_problem
+from maskrcnn_pipeline.errors import PipelineError
+
 log = logging.getLogger(__name__)
 
 _NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.SyncBatchNorm)
@@ -48,6 +51,9 @@ class Schedule:
 
     @classmethod
     def from_settings(cls, solver: Mapping[str, Any], lr_scale: float = 1.0) -> Schedule:
+        problem = mlperf_warmup_problem(solver)
+        if problem:
+            raise PipelineError(f"solver: {problem}")
         return cls(
             max_iter=solver["max_iter"],
             scheduler=solver["scheduler"],

@@ -132,6 +132,8 @@ def make_loader(
         start_batch=start_batch,
     )
     workers = loader_settings["workers"]
+    if workers:
+        torch.multiprocessing.set_sharing_strategy(loader_settings["sharing_strategy"])
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -140,6 +142,7 @@ def make_loader(
         pin_memory=settings["gpus"] > 0,
         persistent_workers=workers > 0,
         worker_init_fn=_ignore_stop_signals if workers > 0 else None,
+        timeout=loader_settings["timeout"] if workers > 0 else 0,
     )
 
 
@@ -166,6 +169,8 @@ def build_components(
     model = model.to(device)
     if settings["model"]["norm"] == "bn" and dist.distributed and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # Weights in channels-last make cuDNN run the convolutions NHWC; the batched input and
+    # every activation follow the weights' layout.
     channels_last = settings["channels_last"] and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -224,7 +229,11 @@ def resume_fingerprint(settings: Mapping[str, Any], annotations: Path) -> str:
     """What a checkpoint must match to be resumed: the run's training settings and the
     training annotations. Anything else (new LR, new data) starts over."""
     relevant = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
-    relevant["dataloader"] = {k: v for k, v in settings["dataloader"].items() if k != "workers"}
+    relevant["dataloader"] = {
+        k: v
+        for k, v in settings["dataloader"].items()
+        if k not in ("workers", "sharing_strategy", "timeout")
+    }
     text = json.dumps(relevant, sort_keys=True) + sha256_file(annotations)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -296,7 +305,6 @@ def _train(
         max_iter=settings["solver"]["max_iter"],
         precision=settings["precision"],
         clip_grad_norm=settings["solver"]["clip_grad_norm"],
-        channels_last=components.channels_last,
         scaler=components.scaler,
         dist=dist,
         iteration=start_iter,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from maskrcnn_pipeline.config import validate_config
+from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.solver import IterationLR, Schedule, parameter_groups, scaled_lr
 
 
@@ -86,3 +87,15 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
     assert groups["weight"]["weight_decay"] == 1e-4 and len(groups["weight"]["params"]) == 2
     assert groups["bias"]["weight_decay"] == 0.0 and groups["bias"]["lr"] == pytest.approx(0.2)
     assert groups["norm"]["weight_decay"] == 0.0 and len(groups["norm"]["params"]) == 2
+
+
+def test_mlperf_warmup_that_would_start_at_a_negative_lr_is_refused() -> None:
+    solver = recipe_solver(base_lr=0.0001)  # 800 x 1e-4 = 0.08 > 0.0001
+    with pytest.raises(PipelineError, match=r"would start at LR 0\.0001 - 800 x 0\.0001"):
+        Schedule.from_settings(solver)
+    config = {
+        "datasets": {"d": {"source": "synthetic"}},
+        "runs": {"r": {"dataset": "d", "solver": {"base_lr": 0.05}}},
+    }
+    with pytest.raises(PipelineError, match=r"runs\.r\.solver: mlperf_linear warmup would start"):
+        validate_config(config)

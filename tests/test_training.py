@@ -197,6 +197,31 @@ def test_small_model_trains_and_predicts(tiny_config) -> None:
     assert set(output) == {"boxes", "labels", "scores", "masks"}
 
 
+def test_a_channels_last_model_trains_on_batches_of_plain_images(tiny_config: dict) -> None:
+    """On GPUs the recipe converts the weights to channels-last; inputs stay [3, H, W]."""
+    run = tiny_config["runs"]["tiny"]
+    model = build_model(run["model"], num_classes=3, input_settings=run["input"])
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
+    solver = {**run["solver"], "warmup_method": "linear"}
+    target = {
+        "boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]),
+        "labels": torch.tensor([2]),
+        "masks": torch.ones(1, 64, 64, dtype=torch.uint8),
+    }
+    batch = ([torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)], [target])
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=IterationLR(optimizer, Schedule.from_settings(solver)),
+        batches=iter([batch]),
+        device=torch.device("cpu"),
+        max_iter=1,
+    )
+    trainer.run()
+    assert trainer.iteration == 1
+
+
 def test_resnet50_recipe_freezes_stem_and_stage_one() -> None:
     config = validate_config(
         {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
