@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -75,3 +76,23 @@ def apply_overrides(settings: dict[str, Any], args: argparse.Namespace) -> dict[
             raise PipelineError(f"--set {key}: unknown key {leaf!r}; keys: {sorted(node)}")
         node[leaf] = yaml.safe_load(raw)
     return settings
+
+
+def add_benchmark_arguments(
+    parser: argparse.ArgumentParser, *, iterations: int, warmup: int
+) -> None:
+    """What both benchmark CLIs take: run settings, overrides, counts, synthetic image size."""
+    add_settings_arguments(parser, kind="run")
+    add_override_arguments(parser)
+    parser.add_argument(
+        "--iterations", type=int, default=iterations, help=f"timed steps ({iterations})"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=warmup, help=f"untimed steps first ({warmup})"
+    )
+    parser.add_argument("--height", type=int, default=800, help="synthetic image height (800)")
+    parser.add_argument("--width", type=int, default=1333, help="synthetic image width (1333)")
+    parser.add_argument(
+        "--classes", type=int, default=80, help="classes of synthetic data / a random model (80)"
+    )
+    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")

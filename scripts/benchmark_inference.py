@@ -14,8 +14,7 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import run_cli
 from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.settings_args import (
-    add_override_arguments,
-    add_settings_arguments,
+    add_benchmark_arguments,
     apply_overrides,
     resolve_settings,
 )
@@ -23,17 +22,10 @@ from maskrcnn_pipeline.settings_args import (
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    add_settings_arguments(parser, kind="run")
-    add_override_arguments(parser)
+    add_benchmark_arguments(parser, iterations=50, warmup=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="(1 8)")
-    parser.add_argument("--iterations", type=int, default=50, help="timed calls per size (50)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (5)")
     parser.add_argument("--model", type=Path, help="model_final.pth (default: random weights)")
     parser.add_argument("--images", type=Path, help="folder of images (default: synthetic)")
-    parser.add_argument("--height", type=int, default=800, help="synthetic image height (800)")
-    parser.add_argument("--width", type=int, default=1333, help="synthetic image width (1333)")
-    parser.add_argument("--classes", type=int, default=80, help="classes of a random model (80)")
-    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
 

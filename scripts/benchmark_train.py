@@ -15,8 +15,7 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import run_cli
 from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.settings_args import (
-    add_override_arguments,
-    add_settings_arguments,
+    add_benchmark_arguments,
     apply_overrides,
     resolve_settings,
 )
@@ -26,22 +25,15 @@ log = logging.getLogger("benchmark_train")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    add_settings_arguments(parser, kind="run")
-    add_override_arguments(parser)
-    parser.add_argument("--iterations", type=int, default=50, help="timed iterations (50)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed iterations first (10)")
+    add_benchmark_arguments(parser, iterations=50, warmup=10)
     parser.add_argument(
         "--data",
         choices=("synthetic", "real"),
         default="synthetic",
         help="synthetic images (default) or a real split (--images/--annotations)",
     )
-    parser.add_argument("--height", type=int, default=800, help="synthetic image height (800)")
-    parser.add_argument("--width", type=int, default=1333, help="synthetic image width (1333)")
-    parser.add_argument("--classes", type=int, default=80, help="synthetic classes (80)")
     parser.add_argument("--images", type=Path, help="real split: images folder")
     parser.add_argument("--annotations", type=Path, help="real split: COCO annotation JSON")
-    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
 

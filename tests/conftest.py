@@ -78,6 +78,22 @@ def run_script(
     )
 
 
+def make_tiny_dataset(root: Path, *, train: int = 12, val: int = 6) -> Path:
+    """The tiny config's generated dataset (64 px, 1-2 objects) under ``root``."""
+    from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
+
+    generate_synthetic_dataset(
+        root,
+        splits={"train": train, "val": val},
+        image_size=64,
+        seed=3,
+        max_objects=2,
+        min_object_size=12,
+        max_object_size=40,
+    )
+    return root
+
+
 @pytest.fixture
 def workflow(tmp_path: Path) -> Path:
     """A private copy of the workflow whose config.yaml is the tiny test config."""

@@ -13,27 +13,16 @@ import pytest
 import torch
 import yaml
 
-from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.launch import check_gpus, rendezvous_args, torchrun_command
-from tests.conftest import REPO, TESTS_DATA, run_script, tool_env
+from tests.conftest import REPO, TESTS_DATA, make_tiny_dataset, run_script, tool_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    generate_synthetic_dataset(
-        root,
-        splits={"train": 12, "val": 4},
-        image_size=64,
-        seed=3,
-        max_objects=2,
-        min_object_size=12,
-        max_object_size=40,
-    )
-    return root
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"), val=4)
 
 
 def write_config(tmp_path: Path, **run: object) -> Path:

@@ -12,14 +12,13 @@ import torch
 import yaml
 
 from maskrcnn_pipeline.config import train_settings, validate_config
-from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from maskrcnn_pipeline.engine import Trainer
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.hooks import Progress
 from maskrcnn_pipeline.model import build_model
 from maskrcnn_pipeline.solver import IterationLR, Schedule
 from maskrcnn_pipeline.training import TrainingInterrupted, TrainPaths, train
-from tests.conftest import TESTS_DATA, run_script
+from tests.conftest import TESTS_DATA, make_tiny_dataset, run_script
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +28,7 @@ def tiny_config() -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    generate_synthetic_dataset(
-        root,
-        splits={"train": 12, "val": 6},
-        image_size=64,
-        seed=3,
-        max_objects=2,
-        min_object_size=12,
-        max_object_size=40,
-    )
-    return root
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 def settings_of(config: dict, **solver: object) -> dict:

@@ -10,24 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_snakemake
+from maskrcnn_pipeline.evaluation import STAT_NAMES
+from tests.conftest import TESTS_DATA, copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-STAT_NAMES = [
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-]
 PIPELINE = {
     "generate_synthetic_dataset",
     "validate",
@@ -60,8 +47,6 @@ def edit_config(workdir: Path, edit) -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny pipeline run once to completion (shared: every rerun test copies it)."""
-    from tests.conftest import TESTS_DATA, copy_workflow
-
     workdir = copy_workflow(tmp_path_factory.mktemp("finished"))
     shutil.copy2(TESTS_DATA / "tiny.yaml", workdir / "config.yaml")
     run_snakemake(workdir)
@@ -90,7 +75,7 @@ def test_pipeline_writes_every_output(finished: Path) -> None:
     assert predictions and {"bbox", "segmentation", "score"} <= set(predictions[0])
     metrics = json.loads((run / "eval" / "val" / "metrics.json").read_text())
     assert set(metrics) == {"bbox", "segm"}
-    assert all(list(metrics[t]) == STAT_NAMES for t in metrics)
+    assert all(tuple(metrics[t]) == tuple(STAT_NAMES) for t in metrics)
     for name in ("summary.md", "metrics.csv", "losses.png", "lr.png", "predictions.png"):
         assert (run / "report" / name).stat().st_size > 0
     provenance = json.loads((run / "train" / "provenance.json").read_text())

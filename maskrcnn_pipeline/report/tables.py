@@ -15,23 +15,11 @@ from typing import Any
 import pandas as pd
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.evaluation.result import STAT_NAMES
 from maskrcnn_pipeline.fileio import atomic_path, read_json, write_text_atomic
 
-COCO_STATS = (
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-)
-"""The 12 numbers COCOeval.summarize() prints, in its order (see DESIGN.md)."""
+#: The 12 COCO summary stats, in COCO's order (defined once, by the evaluation).
+COCO_STATS = STAT_NAMES
 
 IOU_TYPES = ("bbox", "segm")
 MISSING = "n/a"
