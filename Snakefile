@@ -18,6 +18,7 @@ wildcard_constraints:
     split=r"[A-Za-z0-9_.-]+",
 
 
+include: "rules/container.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"

@@ -4,6 +4,7 @@
 
 rule generate_synthetic_dataset:
     input:
+        unpack(image_inputs),
         code=code("generate_synthetic", "data/synthetic"),
     output:
         train_images=directory("data/{dataset}/train"),
@@ -16,6 +17,8 @@ rule generate_synthetic_dataset:
         "results/benchmarks/generate_synthetic_dataset/{dataset}.tsv"
     conda:
         ENV
+    container:
+        IMAGE
     params:
         args=synthetic_args,
     shell:

@@ -4,6 +4,7 @@
 rule predict:
     input:
         unpack(predict_inputs),
+        unpack(image_inputs),
     output:
         "results/{run}/eval/{split}/predictions.json",
     log:
@@ -12,6 +13,8 @@ rule predict:
         "results/benchmarks/predict/{run}.{split}.tsv"
     conda:
         ENV
+    container:
+        IMAGE
     threads: 2
     params:
         settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
@@ -23,6 +26,7 @@ rule predict:
 
 rule evaluate:
     input:
+        unpack(image_inputs),
         predictions="results/{run}/eval/{split}/predictions.json",
         annotations=lambda wildcards: eval_split_inputs(wildcards)["annotations"],
         code=code("evaluate", "evaluation"),
@@ -36,6 +40,8 @@ rule evaluate:
         "results/benchmarks/evaluate/{run}.{split}.tsv"
     conda:
         ENV
+    container:
+        IMAGE
     params:
         backend=config["evaluation"]["backend"],
     shell:

@@ -4,6 +4,7 @@
 rule report:
     input:
         unpack(report_inputs),
+        unpack(image_inputs),
     output:
         summary="results/{run}/report/summary.md",
         metrics="results/{run}/report/metrics.csv",
@@ -16,6 +17,8 @@ rule report:
         "results/benchmarks/report/{run}.tsv"
     conda:
         ENV
+    container:
+        IMAGE
     params:
         num_examples=config["report"]["num_examples"],
         score_threshold=config["report"]["score_threshold"],
