@@ -23,6 +23,8 @@ WORKFLOW_PARTS = (
     "configs",
     "profiles",
     "maskrcnn_pipeline",
+    "containers",
+    "envs",
 )
 
 
