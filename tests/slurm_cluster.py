@@ -222,9 +222,7 @@ def _start_munge(cluster: LocalSlurm) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    _wait_for(
-        "munged listening", (folder / "munge.socket.2").exists, 20, [log]
-    )
+    _wait_for("munged listening", (folder / "munge.socket.2").exists, 20, [log])
 
 
 def _start_daemon(cluster: LocalSlurm, name: str) -> None:
