@@ -26,9 +26,9 @@ WORKFLOW_PARTS = (
     "schemas",
     "configs",
     "profiles",
+    "envs",
     "maskrcnn_pipeline",
     "containers",
-    "envs",
 )
 
 
