@@ -12,6 +12,7 @@ No torch here: the Snakefile imports this module on every ``snakemake`` call.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -35,6 +36,15 @@ BINARIES = ("apptainer", "singularity")
 def image_record_path(image: str | os.PathLike[str]) -> str:
     """results/container/<image name>.json: the record of ``image`` (a .sif path)."""
     return str(RECORD_DIR / f"{Path(image).stem}.json")
+
+
+def unset_variables(args: str) -> list[str]:
+    """Names of ``$VARIABLES`` left in ``args``: a profile keeps an unset variable literally.
+
+    profiles/local and profiles/slurm bind ``$MASKRCNN_DATA``; unset, Apptainer would fail
+    each job with a mount error instead of naming the variable.
+    """
+    return re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", args)
 
 
 def apptainer_binary() -> str:

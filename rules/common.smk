@@ -1,7 +1,6 @@
 # Helpers shared by all rules: config validation, paths, params and code inputs.
 # No torch here: this file is read on every snakemake call.
 import json
-import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -21,6 +20,7 @@ from maskrcnn_pipeline.container import (
     describe_image,
     exec_prefix,
     image_record_path,
+    unset_variables,
 )
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
@@ -49,7 +49,7 @@ APPTAINER_ARGS = _DEPLOYMENT.apptainer_args if IN_CONTAINER else ""
 
 # A profile's `$VAR` that is not set stays literally in the arguments (profiles/local binds
 # $MASKRCNN_DATA): say so now rather than as a failed mount in the first job.
-_unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", APPTAINER_ARGS)
+_unset = unset_variables(APPTAINER_ARGS)
 if _unset:
     raise WorkflowError(
         f"--apptainer-args {APPTAINER_ARGS!r}: ${_unset[0]} is not set. Export it first, "
