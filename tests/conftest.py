@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,26 +22,8 @@ WORKFLOW_PARTS = (
     "schemas",
     "configs",
     "profiles",
-    "envs",
     "maskrcnn_pipeline",
-    "containers",
 )
-
-
-@cache
-def pyproject() -> dict[str, Any]:
-    with open(REPO / "pyproject.toml", "rb") as handle:
-        return tomllib.load(handle)
-
-
-def pyproject_pins() -> dict[str, str]:
-    """name -> version of the runtime dependencies, pinned exactly (extras dropped)."""
-    pins = {}
-    for requirement in pyproject()["project"]["dependencies"]:
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;]+)", requirement)
-        assert match, f"pyproject.toml: {requirement!r} is not pinned exactly (name==version)"
-        pins[match.group(1).lower()] = match.group(2)
-    return pins
 
 
 def tool_env(**extra: str) -> dict[str, str]:

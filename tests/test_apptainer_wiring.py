@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, REPO, TESTS_DATA, copy_workflow, tool_env
+from tests.conftest import BIN, tool_env
+from tests.container_support import Apptainer, workflow_copy
 
 pytestmark = pytest.mark.slow
 
-DOUBLE = REPO / "tests" / "doubles" / "apptainer.py"
 IMAGE = "results/container/maskrcnn.sif"
 BASE = "nvcr.io/nvidia/pytorch:26.06-py3"
 #: The script each compute rule runs.
@@ -37,29 +37,6 @@ SCRIPTS = {
     "report": "report",
 }
 PIPELINE = set(SCRIPTS.values())
-
-
-class Apptainer:
-    """The double on PATH for a workflow copy, and the calls it recorded."""
-
-    def __init__(self, root: Path) -> None:
-        self.bin = root / "double-bin"
-        self.bin.mkdir()
-        (self.bin / "apptainer").symlink_to(DOUBLE)
-        self.log = root / "apptainer-calls.jsonl"
-        self.data = root / "datasets"  # what MASKRCNN_DATA points at
-        self.data.mkdir()
-
-    def env(self) -> dict[str, str]:
-        env = tool_env(APPTAINER_DOUBLE_LOG=str(self.log), MASKRCNN_DATA=str(self.data))
-        env["PATH"] = f"{self.bin}:{env['PATH']}"
-        return env
-
-    def calls(self, subcommand: str) -> list[list[str]]:
-        if not self.log.exists():
-            return []
-        calls = [json.loads(line)["argv"] for line in self.log.read_text().splitlines()]
-        return [argv for argv in calls if argv and argv[0] == subcommand]
 
 
 def snakemake(
@@ -84,10 +61,7 @@ def planned(result: subprocess.CompletedProcess[str]) -> set[str]:
 
 
 def tiny_workflow(root: Path) -> Path:
-    (root / "wf").mkdir()
-    workdir = copy_workflow(root / "wf")
-    shutil.copy2(TESTS_DATA / "tiny.yaml", workdir / "config.yaml")
-    return workdir
+    return workflow_copy(root / "wf")
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +171,7 @@ def test_an_edited_definition_rebuilds_the_image(done: tuple[Path, Apptainer]) -
 
 def demo_workflow(root: Path) -> Path:
     """A copy of the workflow as `make demo` runs it (profiles/demo, configs/demo.yaml)."""
-    (root / "demo").mkdir()
-    return copy_workflow(root / "demo")
+    return workflow_copy(root / "demo", config=None)
 
 
 def test_the_demo_plans_no_container_without_use_singularity(tmp_path: Path) -> None:

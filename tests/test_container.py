@@ -23,10 +23,10 @@ from maskrcnn_pipeline import container
 from maskrcnn_pipeline.config import load_schema
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV, container_info, sha256_file
-from tests.conftest import BIN, REPO, pyproject, pyproject_pins
+from tests.conftest import BIN, REPO
+from tests.container_support import DOUBLE, Apptainer, pyproject, pyproject_pins
 
 DEFINITION = REPO / "containers" / "maskrcnn.def"
-DOUBLE = REPO / "tests" / "doubles" / "apptainer.py"
 #: Pins the image must not install: NGC's own CUDA builds of torch and torchvision stay, and
 #: snakemake (with its plugins) runs on the host.
 NOT_IN_IMAGE = re.compile(r"^(torch|torchvision|snakemake.*)$")
@@ -170,19 +170,13 @@ def test_the_test_section_fails_when_a_gpu_is_visible_but_unusable(tmp_path: Pat
 
 
 @pytest.fixture
-def fake_apptainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The apptainer test double first on PATH; returns the file its calls are logged to."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "apptainer").symlink_to(DOUBLE)
-    calls = tmp_path / "apptainer-calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("APPTAINER_DOUBLE_LOG", str(calls))
-    return calls
-
-
-def calls_of(log: Path) -> list[list[str]]:
-    return [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+def fake_apptainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Apptainer:
+    """The apptainer test double first on PATH, for code that calls it in this process."""
+    apptainer = Apptainer(tmp_path)
+    env = apptainer.env()
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("APPTAINER_DOUBLE_LOG", env["APPTAINER_DOUBLE_LOG"])
+    return apptainer
 
 
 def test_build_command_passes_the_base_and_fakeroot_only_without_root() -> None:
@@ -212,11 +206,11 @@ def test_record_lives_in_results_container_named_after_the_image() -> None:
 
 
 def test_build_image_writes_the_image_atomically_and_its_record(
-    fake_apptainer: Path, tmp_path: Path
+    fake_apptainer: Apptainer, tmp_path: Path
 ) -> None:
     image, record, log = tmp_path / "c" / "maskrcnn.sif", tmp_path / "c.json", tmp_path / "b.log"
     data = container.build_image(DEFINITION, image, record, base="nvcr.io/x/y:1", log=log)
-    build = next(argv for argv in calls_of(fake_apptainer) if argv[0] == "build")
+    (build,) = fake_apptainer.calls("build")
     assert build[-1] == str(DEFINITION)
     assert ("--fakeroot" in build) == (os.geteuid() != 0)
     assert "BASE_IMAGE=nvcr.io/x/y:1" in build
@@ -231,7 +225,7 @@ def test_build_image_writes_the_image_atomically_and_its_record(
 
 
 def test_a_failed_build_leaves_no_image_and_names_the_log(
-    fake_apptainer: Path, tmp_path: Path
+    fake_apptainer: Apptainer, tmp_path: Path
 ) -> None:
     image = tmp_path / "maskrcnn.sif"
     with pytest.raises(PipelineError, match=r"failed .* its output is in") as error:
@@ -244,13 +238,13 @@ def test_a_failed_build_leaves_no_image_and_names_the_log(
 
 
 def test_describe_image_records_a_site_image_without_building(
-    fake_apptainer: Path, tmp_path: Path
+    fake_apptainer: Apptainer, tmp_path: Path
 ) -> None:
     site = tmp_path / "site.sif"
     site.write_bytes(b"site image")
     data = container.describe_image(site, tmp_path / "site.json", log=tmp_path / "log")
     assert data["sha256"] == sha256_file(site) and data["base"] is None
-    assert not any(argv[0] == "build" for argv in calls_of(fake_apptainer))
+    assert not fake_apptainer.calls("build")
     with pytest.raises(PipelineError, match=r"container\.image: .* does not exist"):
         container.describe_image(tmp_path / "nope.sif", tmp_path / "n.json", log=tmp_path / "l")
 
@@ -294,3 +288,9 @@ def test_double_is_executable_and_reports_a_version() -> None:
     )
     assert result.stdout.strip() == "apptainer version 1.4.5"
     assert os.access(DOUBLE, os.X_OK)
+
+
+def test_unset_profile_variables_are_found() -> None:
+    assert container.unset_variables("--nv --bind $MASKRCNN_DATA") == ["MASKRCNN_DATA"]
+    assert container.unset_variables("--nv -B ${DATA}:/d") == ["DATA"]
+    assert container.unset_variables("--nv --bind /datasets") == []

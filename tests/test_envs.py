@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, pyproject_pins
+from tests.conftest import REPO
+from tests.container_support import pyproject_pins
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 HOST_ONLY = re.compile(r"^snakemake.*$")

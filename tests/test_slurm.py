@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO, TESTS_DATA, copy_workflow, tool_env
+from tests.conftest import BIN
+from tests.container_support import Apptainer, workflow_copy
 from tests.slurm_cluster import LocalSlurm, local_slurm, why_not_runnable
 
 pytestmark = pytest.mark.slow
@@ -60,20 +60,12 @@ def fail_first_attempt(script: Path) -> None:
 @pytest.fixture(scope="module")
 def slurm_run(
     cluster: LocalSlurm, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, subprocess.CompletedProcess[str], Path]:
+) -> tuple[Path, subprocess.CompletedProcess[str], Apptainer]:
     root = tmp_path_factory.mktemp("slurm")
-    workdir = root / "wf"
-    workdir.mkdir()
-    copy_workflow(workdir)
-    shutil.copy2(TESTS_DATA / "tiny.yaml", workdir / "config.yaml")
+    workdir = workflow_copy(root / "wf")
     fail_first_attempt(workdir / "scripts" / "evaluate.py")
-    double = root / "bin"
-    double.mkdir()
-    (double / "apptainer").symlink_to(REPO / "tests" / "doubles" / "apptainer.py")
-    (root / "datasets").mkdir()
-    calls = root / "apptainer-calls.jsonl"
-    env = tool_env(APPTAINER_DOUBLE_LOG=str(calls), MASKRCNN_DATA=str(root / "datasets"))
-    env["PATH"] = f"{double}:{env['PATH']}"  # jobs inherit it (sbatch --export=ALL)
+    apptainer = Apptainer(root)  # profiles/slurm runs the jobs in the image
+    env = apptainer.env()
     command = [
         "timeout",
         "-k",
@@ -96,7 +88,7 @@ def slurm_run(
         f"{' '.join(command)} failed ({result.returncode}), see {root / 'snakemake.out'}:\n"
         + (result.stdout + result.stderr)[-6000:]
     )
-    return workdir, result, calls
+    return workdir, result, apptainer
 
 
 def sbatch_calls(result: subprocess.CompletedProcess[str], rule: str) -> list[str]:
@@ -165,9 +157,8 @@ def test_a_job_that_fails_once_is_retried(slurm_run) -> None:
 
 
 def test_cluster_jobs_ran_in_the_image_and_recorded_its_digest(slurm_run) -> None:
-    workdir, _, calls = slurm_run
-    execs = [json.loads(line)["argv"] for line in calls.read_text().splitlines()]
-    execs = [argv for argv in execs if argv[0] == "exec"]
+    workdir, _, apptainer = slurm_run
+    execs = apptainer.calls("exec")
     assert len(execs) == len(PIPELINE) + 1  # evaluate ran twice
     assert all("--nv" in argv and "results/container/maskrcnn.sif" in argv for argv in execs)
     image = workdir / "results" / "container" / "maskrcnn.sif"
