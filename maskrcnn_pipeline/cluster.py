@@ -1,9 +1,9 @@
 """What the train job asks a cluster for, from its run's config.
 
 Snakemake resources are names the Slurm executor plugin turns into sbatch flags (runtime ->
--t, mem_mb -> --mem, gpu -> --gpus, gres -> --gres, nodes -> --nodes, tasks -> --ntasks; see
-../shared/notes/snakemake.md). Every train job gets the same resource names, so that the
-rule's ``shell:`` can start with ``{resources.mpi}`` whatever the run:
+-t, mem_mb -> --mem, gpu -> --gpus, gres -> --gres, nodes -> --nodes, tasks -> --ntasks;
+tests/test_cluster.py checks the plugin's flags). Every train job gets the same resource
+names, so that the rule's ``shell:`` can start with ``{resources.mpi}`` whatever the run:
 
 - one node: ``gpu=<gpus>`` (sbatch --gpus, which the local scheduler can also count) and an
   empty ``mpi``: the job runs its command directly;

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import tomllib
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,17 @@ class Apptainer:
             return []
         calls = [json.loads(line)["argv"] for line in self.log.read_text().splitlines()]
         return [argv for argv in calls if argv and argv[0] == subcommand]
+
+
+def executed_rules(output: str) -> Counter[str]:
+    """Jobs per rule that a snakemake run started (its 'rule X:' headers), 'all' left out."""
+    rules = Counter(re.findall(r"^(?:local)?rule (\w+):", output, flags=re.MULTILINE))
+    rules.pop("all", None)
+    return rules
+
+
+def rule_of(command: str) -> str:
+    """The rule a job's shell command belongs to, from its log: results/logs/<rule>/..."""
+    match = re.search(r"results/logs/(\w+)/", command)
+    assert match, f"no results/logs/<rule>/ log in {command!r}"
+    return match.group(1)

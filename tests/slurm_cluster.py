@@ -1,13 +1,14 @@
 """A throw-away one-node Slurm cluster on loopback, with two fake GPUs, for the Slurm test.
 
 Debian's packages (munge slurmctld slurmd slurm-client, installed by .ci/run) and root are all
-it needs: no systemd, no cgroups, no accounting database. What ../shared/notes/slurm.md
-learned the hard way is applied here:
+it needs: no systemd, no cgroups, no accounting database. What was learned the hard way:
 
 - slurm.conf and gres.conf go to /etc/slurm/, the compiled-in path: the slurm-jobstep plugin
-  strips SLURM_CONF before its inner srun (pitfall 1). Files there that this module did not
-  write are never touched; a lock keeps two test sessions on one machine from sharing them.
-- MinJobAge=600, so that squeue still knows finished jobs (pitfall 3).
+  strips SLURM_CONF before its inner srun. Files there that this module did not write are
+  never touched; a lock keeps two test sessions on one machine from sharing them.
+- MinJobAge=600, so that squeue still knows finished jobs: with less than three times the
+  plugin's --slurm-init-seconds-before-status-checks, it silently falls back to sacct, which
+  fails without an accounting database (and then waits forever).
 - The GPUs are character devices (plain files are rejected); jobs that ask for GPUs get
   CUDA_VISIBLE_DEVICES. SlurmdParameters=config_overrides lets the node declare more CPUs and
   memory than the machine has, so the profile's real requests fit a 2-core CI machine
