@@ -110,7 +110,9 @@ def submitted(result: subprocess.CompletedProcess[str]) -> Counter[str]:
 
 
 def slurm_logs(workdir: Path, rule: str) -> list[Path]:
-    return sorted((workdir / ".snakemake" / "slurm_logs").glob(f"rule_{rule}/*/*.log"))
+    """.snakemake/slurm_logs/rule_<rule>/[<wildcards>/]<jobid>.log, in job id order."""
+    folder = workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}"
+    return sorted(folder.rglob("*.log"), key=lambda log: int(log.stem))
 
 
 def test_the_pipeline_completes_through_slurm(slurm_run) -> None:
