@@ -44,6 +44,9 @@ _DEPLOYMENT = getattr(workflow, "deployment_settings", None)
 IN_CONTAINER = _DEPLOYMENT is not None and (
     DeploymentMethod.APPTAINER in _DEPLOYMENT.deployment_method
 )
+#: The `container:` of every compute rule: the image when jobs run in it, else none, so that
+#: without --use-singularity the container settings change nothing (no rerun, no file read).
+CONTAINER = IMAGE if IN_CONTAINER else None
 #: --apptainer-args: binds and --nv, also for the jobs that start the image themselves.
 APPTAINER_ARGS = _DEPLOYMENT.apptainer_args if IN_CONTAINER else ""
 
@@ -185,7 +188,7 @@ def train_container(wildcards):
     A multi-node job starts the image itself on every node (`srun ... apptainer exec`,
     the `mpi` resource) because srun is not inside the image.
     """
-    return IMAGE if run_config(config, wildcards.run)["nodes"] == 1 else None
+    return CONTAINER if run_config(config, wildcards.run)["nodes"] == 1 else None
 
 
 def train_resource(name):

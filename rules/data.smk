@@ -18,7 +18,7 @@ rule generate_synthetic_dataset:
     conda:
         ENV
     container:
-        IMAGE
+        CONTAINER
     params:
         args=synthetic_args,
     shell:

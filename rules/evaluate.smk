@@ -14,7 +14,7 @@ rule predict:
     conda:
         ENV
     container:
-        IMAGE
+        CONTAINER
     threads: 2
     params:
         settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
@@ -41,7 +41,7 @@ rule evaluate:
     conda:
         ENV
     container:
-        IMAGE
+        CONTAINER
     params:
         backend=config["evaluation"]["backend"],
     shell:

@@ -18,7 +18,7 @@ rule report:
     conda:
         ENV
     container:
-        IMAGE
+        CONTAINER
     params:
         num_examples=config["report"]["num_examples"],
         score_threshold=config["report"]["score_threshold"],

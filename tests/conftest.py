@@ -22,6 +22,7 @@ WORKFLOW_PARTS = (
     "schemas",
     "configs",
     "profiles",
+    "envs",
     "maskrcnn_pipeline",
 )
 
