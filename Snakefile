@@ -23,6 +23,7 @@ wildcard_constraints:
     inference=r"[A-Za-z0-9_.-]+",
 
 
+include: "rules/container.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"

@@ -5,6 +5,7 @@ clean message and a non-zero exit code, so that users see the fix, not a traceba
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,12 +19,28 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
+#: Set by Slurm and Apptainer: where a job ran and which GPUs it was given.
+JOB_CONTEXT_VARIABLES = ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "APPTAINER_CONTAINER")
+
+
+def log_job_context() -> None:
+    """One line in the job's log saying what the scheduler and container gave it.
+
+    On a cluster this is the first thing to read when a job is slow or sees no GPU; only the
+    variables that are set are shown.
+    """
+    context = [f"{name}={os.environ[name]}" for name in JOB_CONTEXT_VARIABLES if name in os.environ]
+    if context:
+        logging.getLogger("job").info("%s", " ".join(context))
+
+
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
     """Run a script's ``main`` and map a PipelineError to its message and exit code 2 (or
     the error's own ``exit_code``, e.g. 128 + signal for an interrupted training)."""
     setup_logging()
+    log_job_context()
     try:
         code = main(argv)
     except PipelineError as exc:

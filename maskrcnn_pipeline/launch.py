@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,15 +60,21 @@ def visible_gpus() -> int:
 
 
 def first_host(nodelist: str) -> str:
-    """The first host of a Slurm node list (e.g. ``gpu[01-04]`` -> ``gpu01``)."""
-    result = subprocess.run(
-        ["scontrol", "show", "hostnames", nodelist],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return result.stdout.split()[0]
+    """The first host of a Slurm node list (``gpu[01-04,07],cpu1`` -> ``gpu01``).
+
+    Parsed here because ``scontrol`` is not inside the container image the launchers run in.
+    """
+    match = re.match(r"([^,\[]+)(?:\[([^,\]-]+))?", nodelist)
+    if not match:
+        raise PipelineError(f"SLURM_JOB_NODELIST={nodelist!r}: not a Slurm node list")
+    prefix, first = match.groups()
+    return prefix + (first or "")
+
+
+def rendezvous_host(env: Mapping[str, str]) -> str:
+    """Where the c10d store lives: the node srun was started from (one of the job's nodes,
+    running a launcher itself), else the first node of the job."""
+    return env.get("SLURM_LAUNCH_NODE_IPADDR") or first_host(env["SLURM_JOB_NODELIST"])
 
 
 def rendezvous_args(settings: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
@@ -85,7 +92,7 @@ def rendezvous_args(settings: Mapping[str, Any], env: Mapping[str, str]) -> list
             f"runs.<run>.nodes: the run asks for {nodes} nodes but the Slurm job has "
             f"{env.get('SLURM_NNODES')}; check the train rule's resources"
         )
-    host = first_host(env["SLURM_JOB_NODELIST"])
+    host = rendezvous_host(env)
     return [
         f"--nnodes={nodes}",
         "--rdzv-backend=c10d",

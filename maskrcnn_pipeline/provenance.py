@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -22,6 +23,8 @@ from maskrcnn_pipeline.fileio import write_json_atomic
 
 PACKAGES = ("torch", "torchvision", "numpy", "pycocotools", "faster-coco-eval", "snakemake")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The environment variable naming the image's JSON record (set by rules/common.smk).
+IMAGE_INFO_ENV = "MASKRCNN_IMAGE_INFO"
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -55,11 +58,25 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
 
 
 def container_info() -> dict[str, str | None]:
-    """The Apptainer image a job runs in (Apptainer sets these variables inside a container)."""
-    return {
-        "image": os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"),
-        "digest": os.environ.get("MASKRCNN_IMAGE_SHA256"),
-    }
+    """The Apptainer image a job runs in; all null outside a container.
+
+    Apptainer sets APPTAINER_CONTAINER inside a container. The digest comes from the JSON
+    record the build rule wrote beside the image (the workflow passes its path in
+    MASKRCNN_IMAGE_INFO), since hashing a multi-GB image in every job would take minutes.
+    A missing or unreadable record is noted rather than raised: it must not fail a training
+    at its very end.
+    """
+    image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
+    info: dict[str, str | None] = {"image": image, "digest": None, "base": None}
+    record_path = os.environ.get(IMAGE_INFO_ENV)
+    if image and record_path:
+        try:
+            record = json.loads(Path(record_path).read_text(encoding="utf-8"))
+            info["digest"] = f"sha256:{record['sha256']}"
+            info["base"] = record.get("base")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            info["record_error"] = f"{record_path}: {exc!r}"
+    return info
 
 
 def hardware(device: Any = None) -> dict[str, Any]:
@@ -69,6 +86,9 @@ def hardware(device: Any = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        # What the scheduler gave the job (Slurm sets both; null when run by hand).
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
     if device is not None and getattr(device, "type", None) == "cuda":
         import torch

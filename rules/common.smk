@@ -7,7 +7,9 @@ import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
+from maskrcnn_pipeline.cluster import train_resources
 from maskrcnn_pipeline.config import (
     checksums,
     dataset_splits,
@@ -21,7 +23,16 @@ from maskrcnn_pipeline.config import (
     validate_config,
     validation_report,
 )
+from maskrcnn_pipeline.container import (
+    apptainer_binary,
+    build_image,
+    describe_image,
+    exec_prefix,
+    image_record_path,
+    unset_variables,
+)
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
 
 try:
     validate_config(config)
@@ -33,13 +44,40 @@ PACKAGE = "maskrcnn_pipeline"
 #: The conda environment of every rule (`--use-conda`), relative to rules/.
 ENV = "../envs/maskrcnn.yaml"
 
+#: The Apptainer image of the compute rules (`container:`) and its JSON record (digest, base).
+IMAGE = config["container"]["image"]
+IMAGE_RECORD = image_record_path(IMAGE)
+#: Whether jobs run in the image: --use-singularity, --use-apptainer or --sdm apptainer (the
+#: profiles set it). Only then is the image built and listed as an input of every job.
+_DEPLOYMENT = getattr(workflow, "deployment_settings", None)
+IN_CONTAINER = _DEPLOYMENT is not None and (
+    DeploymentMethod.APPTAINER in _DEPLOYMENT.deployment_method
+)
+#: The `container:` of every compute rule: the image when jobs run in it, else none, so that
+#: without --use-singularity the container settings change nothing (no rerun, no file read).
+CONTAINER = IMAGE if IN_CONTAINER else None
+#: --apptainer-args: binds and --nv, also for the jobs that start the image themselves.
+APPTAINER_ARGS = _DEPLOYMENT.apptainer_args if IN_CONTAINER else ""
+
+# A profile's `$VAR` that is not set stays literally in the arguments (profiles/local binds
+# $MASKRCNN_DATA): say so now rather than as a failed mount in the first job.
+_unset = unset_variables(APPTAINER_ARGS)
+if _unset:
+    raise WorkflowError(
+        f"--apptainer-args {APPTAINER_ARGS!r}: ${_unset[0]} is not set. Export it first, "
+        f"e.g. `export {_unset[0]}=/path/to/datasets` (the folder your config's dataset "
+        "paths are in; $PWD/data for data inside this checkout), see README.md."
+    )
+
 # Jobs import the package from this checkout, whatever environment they run in (venv, conda
-# env, container with the checkout bound): put it first on their PYTHONPATH.
+# env, container with the checkout bound): put it first on their PYTHONPATH. In the image, they
+# also learn where the image's record is, for their provenance.
 shell.prefix(
     # braces doubled: Snakemake formats the prefix like any shell command
     "set -euo pipefail; export PYTHONPATH="
     + workflow.basedir
     + "${{PYTHONPATH:+:$PYTHONPATH}}; "
+    + (f"export {IMAGE_INFO_ENV}={IMAGE_RECORD}; " if IN_CONTAINER else "")
 )
 
 
@@ -318,11 +356,6 @@ def train_eval_args(wildcards):
     return f"--eval-images {evaluation['images']} --eval-annotations {evaluation['annotations']}"
 
 
-def train_launcher(wildcards):
-    """srun starts one launcher per node of a multi-node run (Slurm's `mpi` resource)."""
-    return "srun" if run_config(config, wildcards.run)["nodes"] > 1 else ""
-
-
 def train_threads(wildcards):
     settings = run_config(config, wildcards.run)
     return max(
@@ -353,3 +386,37 @@ def report_inputs(wildcards):
         "dataset": dataset_report(wildcards),
         "code": code("report", "report"),
     }
+
+
+def image_inputs(wildcards):
+    """The image and its record, as inputs of every job that runs in it.
+
+    Snakemake does not infer that a local .sif is made by the build_image job, so the edge
+    must be an input. Without --use-singularity there is none, so nothing about containers
+    runs.
+    """
+    return {"image": IMAGE, "image_record": IMAGE_RECORD} if IN_CONTAINER else {}
+
+
+def train_container(wildcards):
+    """The image, for a single-node training; none for a multi-node one.
+
+    A multi-node job starts the image itself on every node (`srun ... apptainer exec`,
+    the `mpi` resource) because srun is not inside the image.
+    """
+    return CONTAINER if run_config(config, wildcards.run)["nodes"] == 1 else None
+
+
+def train_resource(name):
+    """One of the train job's resources, from its run's gpus, nodes and resources keys."""
+
+    def resource(wildcards, threads):
+        settings = run_config(config, wildcards.run)
+        in_image = ()
+        if IN_CONTAINER and settings["nodes"] > 1:
+            in_image = exec_prefix(
+                IMAGE, binary=apptainer_binary(), args=APPTAINER_ARGS
+            )
+        return train_resources(settings, threads=threads, container=in_image)[name]
+
+    return resource

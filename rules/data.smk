@@ -6,6 +6,7 @@
 
 rule generate_synthetic_dataset:
     input:
+        unpack(image_inputs),
         code=code("generate_synthetic", "data/synthetic"),
     output:
         train_images=directory("data/{dataset}/train"),
@@ -20,6 +21,8 @@ rule generate_synthetic_dataset:
         dataset=datasets_of("synthetic"),
     conda:
         ENV
+    container:
+        CONTAINER
     params:
         args=synthetic_args,
     shell:
@@ -120,6 +123,7 @@ rule unpack:
 
 rule validate:
     input:
+        unpack(image_inputs),
         data=dataset_files,
         code=code("validate_dataset", "data/validation", "data/categories"),
     output:
@@ -130,6 +134,8 @@ rule validate:
         "results/benchmarks/validate/{dataset}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     threads: 4
     params:
         splits=validate_split_args,

@@ -4,6 +4,7 @@
 rule predict:
     input:
         unpack(predict_inputs),
+        unpack(image_inputs),
     output:
         "results/{run}/eval/{split}/predictions.json",
     log:
@@ -12,6 +13,8 @@ rule predict:
         "results/benchmarks/predict/{run}.{split}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     threads: 2
     params:
         settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
@@ -25,6 +28,7 @@ rule predict:
 
 rule evaluate:
     input:
+        unpack(image_inputs),
         predictions="results/{run}/eval/{split}/predictions.json",
         dataset=dataset_report,
         code=code("evaluate", "evaluation"),
@@ -38,6 +42,8 @@ rule evaluate:
         "results/benchmarks/evaluate/{run}.{split}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     params:
         backend=config["evaluation"]["backend"],
         annotations=eval_split("annotations"),

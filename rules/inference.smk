@@ -5,6 +5,7 @@
 
 rule infer:
     input:
+        unpack(image_inputs),
         unpack(infer_inputs),
     output:
         predictions="results/{run}/inference/{inference}/predictions.json",
@@ -15,6 +16,8 @@ rule infer:
         "results/benchmarks/infer/{run}.{inference}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     threads: 2
     params:
         settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
@@ -26,6 +29,7 @@ rule infer:
 
 rule overlay_inference:
     input:
+        unpack(image_inputs),
         predictions="results/{run}/inference/{inference}/predictions.json",
         index="results/{run}/inference/{inference}/images.json",
         images=lambda wildcards: inference_entry(wildcards)["images"],
@@ -45,6 +49,8 @@ rule overlay_inference:
         "results/benchmarks/overlay_inference/{run}.{inference}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     params:
         num_examples=config["report"]["num_examples"],
         score_threshold=config["report"]["score_threshold"],

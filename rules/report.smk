@@ -6,6 +6,7 @@
 rule report:
     input:
         unpack(report_inputs),
+        unpack(image_inputs),
     output:
         summary="results/{run}/report/summary.md",
         metrics="results/{run}/report/metrics.csv",
@@ -41,6 +42,8 @@ rule report:
         "results/benchmarks/report/{run}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     params:
         num_examples=config["report"]["num_examples"],
         score_threshold=config["report"]["score_threshold"],
@@ -59,6 +62,7 @@ rule report:
 
 rule compare:
     input:
+        unpack(image_inputs),
         unpack(comparison_inputs),
     output:
         summary="results/report/comparison.md",
@@ -79,6 +83,8 @@ rule compare:
         "results/benchmarks/compare/compare.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     params:
         runs=comparison_run_args,
         run_info=comparison_run_info(),

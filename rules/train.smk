@@ -9,6 +9,7 @@
 rule train:
     input:
         unpack(train_inputs),
+        unpack(image_inputs),
     output:
         model="results/{run}/train/model_final.pth",
         metrics="results/{run}/train/metrics.jsonl",
@@ -20,9 +21,18 @@ rule train:
     retries: 2
     conda:
         ENV
+    container:
+        train_container
     threads: train_threads
     resources:
-        mpi=train_launcher,
+        runtime=train_resource("runtime"),
+        mem_mb=train_resource("mem_mb"),
+        nodes=train_resource("nodes"),
+        gpu=train_resource("gpu"),
+        gres=train_resource("gres"),
+        tasks=train_resource("tasks"),
+        tasks_per_gpu=train_resource("tasks_per_gpu"),
+        mpi=train_resource("mpi"),
     params:
         settings=lambda wildcards: as_json(train_settings(config, wildcards.run)),
         images=run_split("train_split", "images"),

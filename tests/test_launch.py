@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.launch import check_gpus, rendezvous_args, torchrun_command
+from maskrcnn_pipeline.launch import check_gpus, first_host, rendezvous_args, torchrun_command
 from tests.conftest import REPO, TESTS_DATA, make_tiny_dataset, run_script, tool_env
 
 pytestmark = pytest.mark.slow
@@ -89,6 +89,22 @@ def test_gpu_check_and_rendezvous_arguments() -> None:
         "scripts/train.py",
         "--x",
     ]
+
+
+def test_multi_node_rendezvous_from_slurm_environment() -> None:
+    assert first_host("gpu[01-04,07],cpu1") == "gpu01"
+    assert first_host("node7") == "node7"
+    env = {"SLURM_JOB_NODELIST": "gpu[12-13]", "SLURM_NNODES": "2", "SLURM_JOB_ID": "99"}
+    assert rendezvous_args({"nodes": 2}, env) == [
+        "--nnodes=2",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=gpu12:29500",
+        "--rdzv-id=99",
+    ]
+    env["SLURM_LAUNCH_NODE_IPADDR"] = "10.0.0.5"
+    assert "--rdzv-endpoint=10.0.0.5:29500" in rendezvous_args({"nodes": 2}, env)
+    with pytest.raises(PipelineError, match="the Slurm job has 3"):
+        rendezvous_args({"nodes": 2}, {**env, "SLURM_NNODES": "3"})
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
