@@ -56,6 +56,15 @@ def synthetic_batches(
         yield [s[0] for s in batch], [dict(s[1]) for s in batch]
 
 
+def benchmark_device(settings: Mapping[str, Any]) -> torch.device:
+    """The run's device, with its thread count applied (as training and predict do)."""
+    from maskrcnn_pipeline.training import select_device
+
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    return select_device(settings)
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -34,15 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = apply_overrides(resolve_settings(args, kind="run"), args)
     import torch
 
-    from maskrcnn_pipeline.benchmark import benchmark_inference, synthetic_sample
+    from maskrcnn_pipeline.benchmark import benchmark_device, benchmark_inference, synthetic_sample
     from maskrcnn_pipeline.data.coco import read_image
     from maskrcnn_pipeline.model import build_model
     from maskrcnn_pipeline.predict import Predictor, images_from_folder
-    from maskrcnn_pipeline.training import select_device
 
-    if settings["threads"]:
-        torch.set_num_threads(settings["threads"])
-    device = select_device(settings)
+    device = benchmark_device(settings)
     if args.model:
         run = {"test": settings["test"], "precision": settings["precision"], "channels_last": False}
         model = Predictor.from_checkpoint(args.model, run, torch.device("cpu")).model

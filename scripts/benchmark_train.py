@@ -40,14 +40,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = apply_overrides(resolve_settings(args, kind="run"), args)
-    import torch
+    from maskrcnn_pipeline.benchmark import (
+        benchmark_device,
+        benchmark_training,
+        real_batches,
+        synthetic_batches,
+    )
 
-    from maskrcnn_pipeline.benchmark import benchmark_training, real_batches, synthetic_batches
-    from maskrcnn_pipeline.training import select_device
-
-    if settings["threads"]:
-        torch.set_num_threads(settings["threads"])
-    device = select_device(settings)
+    device = benchmark_device(settings)
     batch = settings["solver"]["ims_per_gpu"]
     if args.data == "real":
         batches, classes = real_batches(settings, args.images, args.annotations)

@@ -1,0 +1,87 @@
+"""The benchmark CLIs (NVIDIA's train/inference benchmark equivalents) on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskrcnn_pipeline.benchmark import latency_figures
+from tests.conftest import REPO, TESTS_DATA, run_script
+
+TINY = ["--config", str(TESTS_DATA / "tiny.yaml"), "--run", "tiny"]
+SMALL = ["--height", "64", "--width", "96", "--classes", "3"]
+
+
+def test_training_benchmark_reports_throughput(tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    result = run_script(
+        "benchmark_train.py",
+        [
+            *TINY,
+            *SMALL,
+            "--set",
+            "solver.ims_per_gpu=3",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures == json.loads(out.read_text())
+    assert (figures["iterations"], figures["batch_size"], figures["data"]) == (3, 3, "synthetic")
+    assert figures["images_per_s"] == pytest.approx(3 * 3 / figures["seconds"], rel=1e-2)
+
+
+def test_inference_benchmark_reports_latency_per_batch_size(tmp_path: Path) -> None:
+    result = run_script(
+        "benchmark_inference.py",
+        [*TINY, *SMALL, "--batch-sizes", "1", "2", "--iterations", "3", "--warmup", "1"],
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout.splitlines()[-1])["results"]
+    assert [(r["batch_size"], r["iterations"]) for r in rows] == [(1, 3), (2, 3)]
+    assert all(r["latency_ms_p50"] <= r["latency_ms_p99"] for r in rows)
+
+
+def test_unknown_override_names_the_keys() -> None:
+    result = run_script("benchmark_train.py", [*TINY, "--set", "solver.lr=1"])
+    assert result.returncode == 2
+    assert "--set solver.lr: unknown key 'lr'" in result.stderr
+
+
+def test_latency_percentiles() -> None:
+    figures = latency_figures([0.1, 0.2, 0.3, 0.4], batch_size=2)
+    assert figures["latency_ms_mean"] == pytest.approx(250)
+    assert figures["latency_ms_p50"] == pytest.approx(250)
+    assert figures["images_per_s"] == pytest.approx(8 / 1.0)
+
+
+def test_gpu_check_summary_prints_ratios_against_nvidia(tmp_path: Path) -> None:
+    train = {"images_per_s": 48.0, "ms_per_iteration": 250.0, "device": "cuda:0"}
+    (tmp_path / "train_bf16_nhwc.json").write_text(json.dumps(train))
+    (tmp_path / "train_fp32.json").write_text(json.dumps({**train, "images_per_s": 24.0}))
+    rows = [
+        {"batch_size": size, "images_per_s": ips, "latency_ms_mean": 1000 * size / ips}
+        for size, ips in ((1, 23.0), (8, 62.0))
+    ]
+    (tmp_path / "inference_bf16_nhwc.json").write_text(json.dumps({"results": rows}))
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "metrics.json").write_text(json.dumps({"segm": {"AP": 0.1}}))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check_summary.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["train_images_per_s_vs_nvidia_a100"] == 2.0
+    assert figures["bf16_nhwc_over_fp32"] == 2.0
+    assert figures["infer_bs8_images_per_s_vs_nvidia_a100"] == 2.0
