@@ -61,9 +61,8 @@ class BasicBlock(nn.Module):
 class SmallResNet(nn.Module):
     """The demo backbone: a stride-4 two-conv stem and one basic block per stage.
 
-    Small enough to train from scratch on two CPU cores in minutes
-    (../shared/notes/demo.md); its children are named like torchvision's ResNets so that the
-    same FPN wiring serves both.
+    Small enough to train from scratch on two CPU cores in minutes (the demo); its children
+    are named like torchvision's ResNets so that the same FPN wiring serves both.
     """
 
     def __init__(self, widths: Sequence[int]) -> None:
