@@ -526,11 +526,11 @@ def nvidia_split_args(wildcards):
 
 def nvidia_train_inputs(wildcards):
     """What train_net.py reads: the dataset (through its validation report), the generated
-    catalog (ancient: rewriting it never retrains; its content follows the settings, which
-    are params) and the backbone weights, placed beforehand so nothing is downloaded."""
+    catalog (written after the checkpoints of other settings were set aside) and the backbone
+    weights, placed beforehand so nothing is downloaded at run time."""
     return {
         "dataset": dataset_report(wildcards),
-        "catalog": ancient(nvidia.catalog_file(wildcards.run)),
+        "catalog": nvidia.catalog_file(wildcards.run),
         "weights": run_config(config, wildcards.run)["nvidia"]["weights"],
     }
 
@@ -539,7 +539,7 @@ def nvidia_test_inputs(wildcards):
     """What test_net.py reads: the trained weights, the catalog and the dataset."""
     return {
         "model": nvidia.model_final(wildcards.run),
-        "catalog": ancient(nvidia.catalog_file(wildcards.run)),
+        "catalog": nvidia.catalog_file(wildcards.run),
         "dataset": dataset_report(wildcards),
     }
 

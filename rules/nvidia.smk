@@ -20,7 +20,7 @@ rule prepare_nvidia:
     input:
         unpack(image_inputs),
         dataset=dataset_report,
-        code=code("nvidia_prepare", "nvidia/catalog", "nvidia/command"),
+        code=code("nvidia_prepare", "nvidia/catalog"),
     output:
         catalog="results/{run}/train/nvidia_paths_catalog.py",
     log:
