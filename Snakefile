@@ -21,11 +21,13 @@ wildcard_constraints:
     split=r"[A-Za-z0-9_.-]+",
     file=r"[A-Za-z0-9_.-]+",
     inference=r"[A-Za-z0-9_.-]+",
+    image=r"[A-Za-z0-9_.-]+",
 
 
 include: "rules/container.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/nvidia.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/inference.smk"

@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.nvidia import command as nvidia_command
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -32,6 +33,10 @@ WEIGHTS_DIR = "data/weights"
 CHECKSUM_KEYS = ("sha256", "md5", "sha256_prefix")
 #: Names under data/<dataset>/ that a folder source's split cannot take (its links live there).
 RESERVED_SPLIT_NAMES = ("annotations",)
+#: A run's training engine: ours, or NVIDIA's own code in its image (maskrcnn_pipeline.nvidia).
+ENGINES = ("torchvision", "nvidia")
+#: Where the workflow builds images (rules/container.smk): results/container/<name>.sif.
+IMAGE_DIR = "results/container"
 #: Dataset keys that a source ignores: given anyway, they are a mistake worth naming.
 UNUSED_KEYS = {
     "synthetic": ("root", "files", "splits"),
@@ -96,7 +101,7 @@ def _schema_errors(config: dict[str, Any], schema: Mapping[str, Any]) -> list[st
 
 def _cross_check(config: Mapping[str, Any]) -> list[str]:
     """Checks a schema cannot express: names that must refer to each other."""
-    problems = _dataset_problems(config) + _weights_problems(config)
+    problems = _dataset_problems(config) + _weights_problems(config) + _image_problems(config)
     datasets = config["datasets"]
     for run_name, run in config["runs"].items():
         dataset_name = run["dataset"]
@@ -124,12 +129,84 @@ def _cross_check(config: Mapping[str, Any]) -> list[str]:
                 f"runs.{run_name}.early_stop: needs runs.{run_name}.eval_period > 0 "
                 "(targets are checked at the periodic evaluations)"
             )
+        if run["engine"] == "nvidia":
+            problems += nvidia_command.problems(run_name, run, _default_run())
     for name, entry in config.get("inference", {}).items():
         if entry["run"] not in config["runs"]:
             problems.append(
                 f"inference.{name}.run: {entry['run']!r} is not a run; "
                 f"defined runs: {', '.join(sorted(config['runs']))}"
             )
+        elif config["runs"][entry["run"]]["engine"] != "torchvision":
+            problems.append(
+                f"inference.{name}.run: {entry['run']!r} is trained by engine nvidia, whose "
+                "checkpoints only NVIDIA's code reads; inference on folders of images runs "
+                "models of engine torchvision"
+            )
+    return problems
+
+
+@cache
+def _default_run() -> dict[str, Any]:
+    """A run with nothing but the schema's defaults (read only)."""
+    config: dict[str, Any] = {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {}}}
+    config["runs"]["r"]["dataset"] = "d"
+    _schema_errors(config, load_schema())
+    return config["runs"]["r"]
+
+
+def runs_of_engine(config: Mapping[str, Any], engine: str) -> list[str]:
+    """The runs trained by ``engine`` (torchvision or nvidia), in config order."""
+    return [name for name, run in config["runs"].items() if run["engine"] == engine]
+
+
+def images(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Apptainer images by record name (the .sif's stem): the pipeline's, and NVIDIA's
+    when a run needs it. Each entry: image, build, definition, base, build_args."""
+    container = config["container"]
+    nvidia = container["nvidia"]
+    found = {
+        Path(container["image"]).stem: {
+            "image": container["image"],
+            "build": container["build"],
+            "definition": container["definition"],
+            "base": container["base"],
+            "build_args": {},
+        }
+    }
+    if runs_of_engine(config, "nvidia"):
+        found[Path(nvidia["image"]).stem] = {
+            "image": nvidia["image"],
+            "build": nvidia["build"],
+            "definition": nvidia["definition"],
+            "base": nvidia["base"],
+            "build_args": {
+                "DLE_REPOSITORY": nvidia["source_repository"],
+                "DLE_COMMIT": nvidia["source_commit"],
+            },
+        }
+    return found
+
+
+def _image_problems(config: Mapping[str, Any]) -> list[str]:
+    """A built image lives at results/container/<name>.sif, and two images need two names
+    (their records are results/container/<name>.json)."""
+    problems = []
+    container = config["container"]
+    settings = {"container": container, "container.nvidia": container["nvidia"]}
+    for where, entry in settings.items():
+        name = Path(entry["image"]).stem
+        if entry["build"] and posixpath.normpath(entry["image"]) != f"{IMAGE_DIR}/{name}.sif":
+            problems.append(
+                f"{where}.image: {entry['image']!r}: an image the workflow builds is "
+                f"{IMAGE_DIR}/<name>.sif; give such a path, or set {where}.build: false to use "
+                "an image elsewhere as it is"
+            )
+    if Path(container["image"]).stem == Path(container["nvidia"]["image"]).stem:
+        problems.append(
+            "container.nvidia.image: has the same file name as container.image; both are "
+            f"recorded as {IMAGE_DIR}/<name>.json: rename one"
+        )
     return problems
 
 
@@ -202,17 +279,27 @@ def _folder_problems(config: Mapping[str, Any], dataset: str) -> list[str]:
 def _weights_problems(config: Mapping[str, Any]) -> list[str]:
     problems = []
     for name, entry in config["weights"].items():
-        problems += _checksum_problems(f"weights.{name}", entry)
+        where = f"weights.{name}"
+        if not entry.get("trust_on_first_use"):
+            problems += _checksum_problems(where, entry)
+        elif any(key in entry for key in CHECKSUM_KEYS):
+            problems.append(
+                f"{where}: give a checksum or trust_on_first_use: true, not both (with a "
+                "published checksum, drop trust_on_first_use)"
+            )
     for run_name, run in config["runs"].items():
-        path = run["model"]["backbone_weights"]
-        if path and posixpath.dirname(posixpath.normpath(path)) == WEIGHTS_DIR:
-            name = posixpath.basename(path)
-            if name not in config["weights"]:
-                problems.append(
-                    f"runs.{run_name}.model.backbone_weights: {path} is fetched from a weights "
-                    f"entry named {name!r}, and there is none; add weights.{name} (url + "
-                    f"checksum) or use a path outside {WEIGHTS_DIR}/"
-                )
+        paths = {"model.backbone_weights": run["model"]["backbone_weights"]}
+        if run["engine"] == "nvidia":
+            paths["nvidia.weights"] = run["nvidia"]["weights"]
+        for key, path in paths.items():
+            if path and posixpath.dirname(posixpath.normpath(path)) == WEIGHTS_DIR:
+                name = posixpath.basename(path)
+                if name not in config["weights"]:
+                    problems.append(
+                        f"runs.{run_name}.{key}: {path} is fetched from a weights entry named "
+                        f"{name!r}, and there is none; add weights.{name} (url + checksum) or "
+                        f"use a path outside {WEIGHTS_DIR}/"
+                    )
     return problems
 
 
@@ -344,6 +431,14 @@ def remote_url(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -
 def checksums(entry: Mapping[str, Any]) -> dict[str, str]:
     """The checksums given for a remote file (lower-case hex), by key."""
     return {key: entry[key].lower() for key in CHECKSUM_KEYS if key in entry}
+
+
+def checksum_options(config: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, str]:
+    """fetch.py's checksum options for a remote file: its checksums, or the lock file that
+    holds (or will hold) the sha256 of a file trusted on first use."""
+    if entry.get("trust_on_first_use"):
+        return {"trust_on_first_use": config["download"]["lock_file"]}
+    return checksums(entry)
 
 
 def run_config(config: Mapping[str, Any], run: str) -> dict[str, Any]:

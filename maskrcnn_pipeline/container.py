@@ -1,10 +1,11 @@
-"""The Apptainer image the compute rules run in: build it once, and record what it is.
+"""The Apptainer images the compute rules run in: build each once, and record what it is.
 
 The workflow's ``build_image`` rule (rules/container.smk) calls :func:`build_image` to build
-``containers/maskrcnn.def`` into a .sif and writes a JSON record beside it: the base image, the
-sha256 of the .sif, the apptainer version and the build time. Jobs copy that record's digest
-into their provenance instead of hashing a multi-GB image each time. A site-provided image is
-recorded the same way by :func:`describe_image`, without building anything.
+``containers/<name>.def`` (the pipeline's maskrcnn.def, or nvidia-maskrcnn.def for NVIDIA's
+own code) into a .sif and writes a JSON record beside it: the base image and other build
+arguments, the sha256 of the .sif, the apptainer version and the build time. Jobs copy that
+record's digest into their provenance instead of hashing a multi-GB image each time. A
+site-provided image is recorded the same way by :func:`describe_image`, without building.
 
 No torch here: the Snakefile imports this module on every ``snakemake`` call.
 """
@@ -17,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,8 +79,10 @@ def build_command(
     *,
     base: str,
     fakeroot: bool,
+    build_args: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The ``apptainer build`` call: the base image goes in as the definition's BASE_IMAGE.
+    """The ``apptainer build`` call: the base image goes in as the definition's BASE_IMAGE,
+    then any other ``build_args`` (NVIDIA's image: the source repository and commit).
 
     Without root, Apptainer builds need ``--fakeroot`` (user namespaces and subuid ranges set
     up by the site); as root it must not be given.
@@ -86,7 +90,10 @@ def build_command(
     command = [binary, "build"]
     if fakeroot:
         command.append("--fakeroot")
-    return [*command, "--build-arg", f"BASE_IMAGE={base}", str(target), str(definition)]
+    arguments = {"BASE_IMAGE": base, **(build_args or {})}
+    for name, value in arguments.items():
+        command += ["--build-arg", f"{name}={value}"]
+    return [*command, str(target), str(definition)]
 
 
 def build_image(
@@ -96,6 +103,7 @@ def build_image(
     *,
     base: str,
     log: str | os.PathLike[str],
+    build_args: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build ``definition`` into ``image`` (atomically) and write its JSON ``record``.
 
@@ -107,7 +115,9 @@ def build_image(
     started = time.monotonic()
     with open(log, "a", encoding="utf-8") as out, atomic_path(image) as partial:
         partial.unlink()  # apptainer asks before overwriting: let it create the file
-        command = build_command(binary, definition, partial, base=base, fakeroot=fakeroot)
+        command = build_command(
+            binary, definition, partial, base=base, fakeroot=fakeroot, build_args=build_args
+        )
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
         status = subprocess.run(
@@ -132,6 +142,7 @@ def build_image(
         base=base,
         definition=definition,
         build_seconds=round(time.monotonic() - started, 1),
+        build_args=build_args,
     )
     _log_record(log, data)
     return data
@@ -167,9 +178,10 @@ def write_record(
     base: str | None = None,
     definition: str | os.PathLike[str] | None = None,
     build_seconds: float | None = None,
+    build_args: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON beside an image: what it was made from and its sha256, read by provenance."""
-    data = {
+    data: dict[str, Any] = {
         "image": str(image),
         "sha256": sha256_file(image),
         "size_bytes": Path(image).stat().st_size,
@@ -183,17 +195,31 @@ def write_record(
         "build_seconds": build_seconds,
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if build_args:
+        data["build_args"] = dict(build_args)
     write_json_atomic(record, data)
     return data
 
 
-def exec_prefix(image: str, *, binary: str, args: str = "", home: str | None = None) -> list[str]:
-    """``apptainer exec --home <workdir> --nv <args> <image>``: a command run in the image.
+def exec_prefix(
+    image: str,
+    *,
+    binary: str,
+    args: str = "",
+    home: str | None = None,
+    binds: Sequence[str] = (),
+) -> list[str]:
+    """``apptainer exec --home <workdir> --nv <args> [--bind B]... <image>``: a command run in
+    the image.
 
     The same call Snakemake makes for a rule with ``container:``; used where a job must start
-    the image itself (a multi-node training launched by srun, which the image lacks).
+    the image itself: a multi-node training launched by srun, which the image lacks, and
+    NVIDIA's code, which needs its dataset bound at a fixed path (``binds``, per job, which
+    Snakemake's --apptainer-args cannot give).
     """
     options = shlex.split(args)
     if "--nv" not in options:
         options.insert(0, "--nv")
+    for bind in binds:
+        options += ["--bind", bind]
     return [binary, "exec", "--home", home or os.getcwd(), *options, image]

@@ -37,7 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from maskrcnn_pipeline.checksums import CHUNK_SIZE, Checksum, StreamHasher, mismatches
+from maskrcnn_pipeline.checksums import (
+    CHUNK_SIZE,
+    Checksum,
+    ChecksumLock,
+    StreamHasher,
+    mismatches,
+)
 from maskrcnn_pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,10 @@ class FetchResult:
     rehashed: int = 0  # bytes read back from disk (a .part of an earlier run, or the target)
     attempts: int = 0
     skipped: bool = False  # the target was already there and matched
+
+
+class ChecksumMismatch(PipelineError):
+    """The downloaded bytes are not the expected ones (moved aside to ``.corrupt``)."""
 
 
 class _Transient(Exception):
@@ -200,13 +210,17 @@ def fetch(
     target: str | os.PathLike[str],
     checksums: Iterable[Checksum],
     options: FetchOptions | None = None,
+    *,
+    unverified_first_use: bool = False,
 ) -> FetchResult:
     """Download ``url`` to ``target`` and verify it; PipelineError when that cannot be done.
 
     An existing ``target`` is verified first and kept when it matches (moved aside when not).
+    Only :func:`fetch_trusted` may pass no checksum (``unverified_first_use``): it records
+    the sha256 computed here.
     """
     checks = list(checksums)
-    if not checks:
+    if not checks and not unverified_first_use:
         raise PipelineError(f"{target}: no checksum given; a download must be verified")
     download = _Download(url, Path(target), checks, options or FetchOptions())
     existing = download.verify_existing()
@@ -232,7 +246,8 @@ class _Download:
         self.url, self.target, self.checks, self.options = url, target, checks, options
         self.scheme = check_url(url)
         self.part, part_json, self.corrupt = _sidecars(target)
-        self.hasher = StreamHasher(check.algorithm for check in checks)
+        # a file trusted on first use has no checks: its sha256 is computed to be recorded
+        self.hasher = StreamHasher([check.algorithm for check in checks] or ["sha256"])
         self.state = _PartState.load(part_json, url)
         self.progress = _Progress(target.name, options)
         self.result = FetchResult(target, {}, 0)
@@ -369,7 +384,7 @@ class _Download:
         self.state.forget()
         if bad:
             os.replace(self.part, self.corrupt)
-            raise PipelineError(
+            raise ChecksumMismatch(
                 f"{self.target}: checksum mismatch for {self.url}: {'; '.join(bad)}. The bytes "
                 f"were moved to {self.corrupt}; run again to download afresh, and if it repeats "
                 "check the url, download.mirror and the checksum in the config"
@@ -385,6 +400,41 @@ class _Download:
             result.attempts,
         )
         return result
+
+
+def fetch_trusted(
+    url: str,
+    target: str | os.PathLike[str],
+    lock: ChecksumLock,
+    options: FetchOptions | None = None,
+) -> FetchResult:
+    """Download a file whose publisher gives no checksum: trust on first use.
+
+    The first download (no entry for the file's name in ``lock``) is taken as it comes and its
+    sha256 recorded in ``lock``; every later download is verified against that record and
+    fails like any checksum mismatch (bytes moved to ``.corrupt``).
+    """
+    name = Path(target).name
+    recorded = lock.checksum(name)
+    if recorded is None:
+        result = fetch(url, target, [], options, unverified_first_use=True)
+        lock.record(name, sha256=result.digests["sha256"], size=result.size, url=url)
+        log.warning(
+            "%s: no published checksum; its sha256 %s is now recorded in %s (trust on first "
+            "use): commit that file, and later downloads must match it",
+            target,
+            result.digests["sha256"],
+            lock.path,
+        )
+        return result
+    try:
+        return fetch(url, target, [recorded], options)
+    except ChecksumMismatch as exc:
+        raise ChecksumMismatch(
+            f"{exc} The sha256 was recorded in {lock.path} on the first download of {name} "
+            "(trust on first use): the file changed since. If its publisher replaced it on "
+            f"purpose, delete the {name!r} entry from {lock.path} to trust the new bytes."
+        ) from None
 
 
 def _open(url: str, scheme: str, headers: dict[str, str], timeout: float) -> Any:

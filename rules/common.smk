@@ -1,6 +1,7 @@
 # Helpers shared by all rules: config validation, paths, params and code inputs.
 # No torch here: this file is read on every snakemake call.
 import json
+import os
 import posixpath
 import re
 import shlex
@@ -11,12 +12,15 @@ from snakemake.settings.types import DeploymentMethod
 
 from maskrcnn_pipeline.cluster import train_resources
 from maskrcnn_pipeline.config import (
-    checksums,
+    checksum_options,
+    dataset_dir,
     dataset_splits,
     download_files,
+    images,
     predict_settings,
     remote_url,
     run_config,
+    runs_of_engine,
     split_paths,
     split_sources,
     train_settings,
@@ -32,6 +36,7 @@ from maskrcnn_pipeline.container import (
     unset_variables,
 )
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.nvidia import command as nvidia
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
 
 try:
@@ -47,6 +52,11 @@ ENV = "../envs/maskrcnn.yaml"
 #: The Apptainer image of the compute rules (`container:`) and its JSON record (digest, base).
 IMAGE = config["container"]["image"]
 IMAGE_RECORD = image_record_path(IMAGE)
+#: NVIDIA's image, which the jobs of engine nvidia start themselves (rules/nvidia.smk).
+NVIDIA_IMAGE = config["container"]["nvidia"]["image"]
+NVIDIA_IMAGE_RECORD = image_record_path(NVIDIA_IMAGE)
+#: Every image the config needs, by record name: what build_image or describe_image makes.
+IMAGES = images(config)
 #: Whether jobs run in the image: --use-singularity, --use-apptainer or --sdm apptainer (the
 #: profiles set it). Only then is the image built and listed as an input of every job.
 _DEPLOYMENT = getattr(workflow, "deployment_settings", None)
@@ -58,6 +68,16 @@ IN_CONTAINER = _DEPLOYMENT is not None and (
 CONTAINER = IMAGE if IN_CONTAINER else None
 #: --apptainer-args: binds and --nv, also for the jobs that start the image themselves.
 APPTAINER_ARGS = _DEPLOYMENT.apptainer_args if IN_CONTAINER else ""
+
+# NVIDIA's code exists only in its image: a run of engine nvidia cannot run without one.
+_nvidia_runs = runs_of_engine(config, "nvidia")
+if _nvidia_runs and not IN_CONTAINER:
+    raise WorkflowError(
+        f"runs.{_nvidia_runs[0]}.engine: nvidia runs NVIDIA's own code, which exists only in "
+        f"its Apptainer image ({NVIDIA_IMAGE}): run with --use-singularity (e.g. --profile "
+        "profiles/local or profiles/slurm), or set the run's engine: torchvision (README.md: "
+        "Running NVIDIA's original implementation)."
+    )
 
 # A profile's `$VAR` that is not set stays literally in the arguments (profiles/local binds
 # $MASKRCNN_DATA): say so now rather than as a failed mount in the first job.
@@ -123,10 +143,11 @@ def fetch_url(entries):
 
 
 def checksum_flags(entries):
-    """Params function: fetch.py's checksum options for {file} of ``entries``."""
+    """Params function: fetch.py's checksum options for {file} of ``entries`` (or the lock
+    file of a file trusted on first use)."""
     return lambda wildcards: " ".join(
-        f"--{key.replace('_', '-')} {value}"
-        for key, value in checksums(entries[wildcards.file]).items()
+        f"--{key.replace('_', '-')} {shlex.quote(value)}"
+        for key, value in checksum_options(config, entries[wildcards.file]).items()
     )
 
 
@@ -158,13 +179,18 @@ def dataset_files(wildcards):
     ]
 
 
-def validate_split_args(wildcards):
-    """validate_dataset.py's --split NAME IMAGES ANNOTATIONS, for every split."""
+def split_args(dataset):
+    """--split NAME IMAGES ANNOTATIONS for every split of ``dataset`` (under data/<dataset>/)."""
     return " ".join(
         shlex.join(["--split", split, paths["images"], paths["annotations"]])
-        for split in dataset_splits(config, wildcards.dataset)
-        for paths in [split_paths(config, wildcards.dataset, split)]
+        for split in dataset_splits(config, dataset)
+        for paths in [split_paths(config, dataset, split)]
     )
+
+
+def validate_split_args(wildcards):
+    """validate_dataset.py's splits."""
+    return split_args(wildcards.dataset)
 
 
 def validation_flags(wildcards):
@@ -266,6 +292,7 @@ def comparison_run_info():
         info[run] = {
             "dataset": settings["dataset"],
             "eval_split": settings["eval_split"],
+            "engine": settings["engine"],
             "gpus": settings["gpus"] * settings["nodes"],
             "precision": settings["precision"],
         }
@@ -420,3 +447,152 @@ def train_resource(name):
         return train_resources(settings, threads=threads, container=in_image)[name]
 
     return resource
+
+
+# --- images (rules/container.smk) ---------------------------------------------------------
+
+
+def image_setting(key):
+    """Input/params function: one setting (image, definition, base) of the image {image}."""
+    return lambda wildcards: IMAGES[wildcards.image][key]
+
+
+def images_built(build):
+    """A wildcard constraint: the images the workflow builds (True) or only records (False)."""
+    return one_of(name for name, entry in IMAGES.items() if entry["build"] == build)
+
+
+# --- engines (rules/train.smk, rules/evaluate.smk, rules/nvidia.smk) ------------------------
+
+
+def runs_of(engine):
+    """A wildcard constraint: the runs of ``engine``; the rules of the other engine that make
+    the same files (train/metrics.jsonl, eval/<split>/predictions.json) never match them.
+    """
+    return one_of(runs_of_engine(config, engine))
+
+
+def run_setting(*keys):
+    """Params function: one setting of the run, e.g. run_setting("nvidia", "num_classes")."""
+
+    def setting(wildcards):
+        value = run_config(config, wildcards.run)
+        for key in keys:
+            value = value[key]
+        return value
+
+    return setting
+
+
+def nvidia_image_inputs(wildcards):
+    """NVIDIA's image and its record, as inputs of the jobs that start it."""
+    return {"nvidia_image": NVIDIA_IMAGE, "nvidia_image_record": NVIDIA_IMAGE_RECORD}
+
+
+def nvidia_exec(wildcards, input):
+    """Params: `apptainer exec --home <workdir> --nv <--apptainer-args> --bind
+    <data/dataset>:/datasets/data:ro <NVIDIA image> env -u PYTHONPATH`, which starts every
+    command of NVIDIA's code: the run's dataset where their catalog expects COCO, their Python
+    without this checkout's package. Derived from the input (the image), so how the image is
+    started (the checkout's path, --apptainer-args) never reruns a job; its settings do.
+    """
+    data = os.path.abspath(dataset_dir(dataset_of(wildcards.run)))
+    prefix = exec_prefix(
+        input.nvidia_image,
+        binary=apptainer_binary(),
+        args=APPTAINER_ARGS,
+        binds=[f"{data}:{nvidia.DATA_MOUNT}:ro"],
+    )
+    return shlex.join([*prefix, "env", "-u", "PYTHONPATH"])
+
+
+def nvidia_train_command(wildcards):
+    """Params: train_net.py's full command line (every setting of the run is in it)."""
+    return shlex.join(
+        nvidia.train_command(wildcards.run, run_config(config, wildcards.run))
+    )
+
+
+def nvidia_test_command(wildcards):
+    """Params: test_net.py's full command line for {split}."""
+    settings = run_config(config, wildcards.run)
+    return shlex.join(nvidia.test_command(wildcards.run, settings, wildcards.split))
+
+
+def nvidia_split_args(wildcards):
+    """nvidia_prepare.py's splits: every split of the run's dataset goes into its catalog."""
+    return split_args(dataset_of(wildcards.run))
+
+
+def nvidia_train_inputs(wildcards):
+    """What train_net.py reads: the dataset (through its validation report), the generated
+    catalog (written after the checkpoints of other settings were set aside) and the backbone
+    weights, placed beforehand so nothing is downloaded at run time."""
+    return {
+        "dataset": dataset_report(wildcards),
+        "catalog": nvidia.catalog_file(wildcards.run),
+        "weights": run_config(config, wildcards.run)["nvidia"]["weights"],
+    }
+
+
+def nvidia_test_inputs(wildcards):
+    """What test_net.py reads: the trained weights, the catalog and the dataset."""
+    return {
+        "model": nvidia.model_final(wildcards.run),
+        "catalog": nvidia.catalog_file(wildcards.run),
+        "dataset": dataset_report(wildcards),
+    }
+
+
+def nvidia_provenance_settings(wildcards):
+    """Params: what the training's provenance records: the engine, the exact command, the
+    image's source, and the run's settings."""
+    settings = run_config(config, wildcards.run)
+    return as_json(
+        {
+            "engine": "nvidia",
+            "command": nvidia.train_command(wildcards.run, settings),
+            "source": {
+                key: config["container"]["nvidia"][key]
+                for key in ("base", "source_repository", "source_commit")
+            },
+            "run": train_settings(config, wildcards.run),
+        }
+    )
+
+
+def nvidia_eval_resource(name):
+    """test_net.py's resources: the run's GPUs (TEST.IMS_PER_BATCH is split over them) and
+    host memory for them; two hours."""
+
+    def resource(wildcards):
+        settings = run_config(config, wildcards.run)
+        gpus = settings["gpus"]
+        return {
+            "gpu": gpus,
+            "mem_mb": settings["resources"]["mem_mb_per_gpu"] * gpus,
+            "runtime": 120,
+        }[name]
+
+    return resource
+
+
+def nvidia_inference_benchmark_command(wildcards):
+    """Params: inference_benchmark.sh's command for batch size {batch}."""
+    settings = run_config(config, wildcards.run)
+    command = nvidia.inference_benchmark_command(
+        wildcards.run, settings, int(wildcards.batch)
+    )
+    return shlex.join(command)
+
+
+def nvidia_benchmark_inputs(wildcards):
+    """The raw dllogger folders a benchmark summary reads: the training benchmark's, or one
+    inference benchmark per batch size of runs.<run>.nvidia.benchmark."""
+    folder = nvidia.benchmark_dir(wildcards.run, wildcards.kind)
+    if wildcards.kind == "train":
+        return [folder]
+    sizes = run_config(config, wildcards.run)["nvidia"]["benchmark"][
+        "inference_batch_sizes"
+    ]
+    return [f"{folder}/bs{size}" for size in sizes]

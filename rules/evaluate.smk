@@ -1,4 +1,6 @@
 # Evaluation: predict on a run's eval split, then the COCO metrics of those predictions.
+# A run of engine nvidia gets its predictions.json from NVIDIA's test_net.py instead
+# (rules/nvidia.smk); evaluate is the same for both engines.
 
 
 rule predict:
@@ -11,6 +13,8 @@ rule predict:
         "results/logs/predict/{run}.{split}.log",
     benchmark:
         "results/benchmarks/predict/{run}.{split}.tsv"
+    wildcard_constraints:
+        run=runs_of("torchvision"),
     conda:
         ENV
     container:

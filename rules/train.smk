@@ -1,9 +1,9 @@
-# Training: one rule per run, launched with torchrun when the run has several processes
-# (scripts/train.py starts it). Resume state lives in results/<run>/train/checkpoints/, which
-# is not a declared output, so a failed, preempted or killed job never loses it: `retries`
-# (and any rerun) resumes from the last checkpoint. The log is appended across attempts.
-# The data arrives through the dataset's validation report (an input: errors stop the run
-# here, before training).
+# Training of engine torchvision (engine nvidia: rules/nvidia.smk): one rule per run, launched
+# with torchrun when the run has several processes (scripts/train.py starts it). Resume state
+# lives in results/<run>/train/checkpoints/, which is not a declared output, so a failed,
+# preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
+# checkpoint. The log is appended across attempts. The data arrives through the dataset's
+# validation report (an input: errors stop the run here, before training).
 
 
 rule train:
@@ -18,6 +18,8 @@ rule train:
         "results/logs/train/{run}.log",
     benchmark:
         "results/benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run=runs_of("torchvision"),
     retries: 2
     conda:
         ENV

@@ -4,10 +4,16 @@
 Resumes a partial download (PATH.part) with HTTP Range, retries connection drops, timeouts and
 HTTP 5xx with exponential backoff, and fails at once on 404/403. Exits 0 only when PATH exists
 and matches; a mismatch moves the bytes to PATH.corrupt. An existing PATH is verified and kept
-when it matches. Example:
+when it matches. Examples:
 
     python scripts/fetch.py --url http://images.cocodataset.org/zips/val2017.zip \\
         --md5 442b8da7639aecaf257c1dceb8ba8c80 --out data/downloads/val2017.zip
+
+    # no published checksum: the first download records its sha256 in the lock file,
+    # later ones must match it
+    python scripts/fetch.py \\
+        --url https://dl.fbaipublicfiles.com/detectron/ImageNetPretrained/MSRA/R-50.pkl \\
+        --trust-on-first-use weights.lock.json --out data/weights/R-50.pkl
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.checksums import parse_checksums
+from maskrcnn_pipeline.checksums import ChecksumLock, parse_checksums
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.fetch import FetchOptions, fetch
+from maskrcnn_pipeline.fetch import FetchOptions, fetch, fetch_trusted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", required=True, help="http://, https:// or file:// URL")
     parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="file to write")
-    checks = parser.add_argument_group("checksums (at least one; all given are checked)")
+    checks = parser.add_argument_group(
+        "checksums (at least one, all given are checked; or --trust-on-first-use)"
+    )
     checks.add_argument("--md5", metavar="HEX", help="expected MD5 (32 hex digits)")
     checks.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (64 hex digits)")
     checks.add_argument(
         "--sha256-prefix",
         metavar="HEX",
         help="the published first hex digits (>= 8) of the SHA-256, e.g. torchvision's 0676ba61",
+    )
+    checks.add_argument(
+        "--trust-on-first-use",
+        type=Path,
+        metavar="LOCK",
+        help="for a file with no published checksum: the first download records its SHA-256 "
+        "under the file's name in the JSON file LOCK (commit it), later downloads must match",
     )
     how = parser.add_argument_group("transfer")
     how.add_argument(
@@ -72,15 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     given = {"md5": args.md5, "sha256": args.sha256, "sha256_prefix": args.sha256_prefix}
-    if not any(given.values()):
-        parser.error("give --md5, --sha256 or --sha256-prefix: a download must be verified")
+    if args.trust_on_first_use and any(given.values()):
+        parser.error("--trust-on-first-use is for files without a checksum: give one or the other")
+    if not any(given.values()) and not args.trust_on_first_use:
+        parser.error(
+            "give --md5, --sha256 or --sha256-prefix (or --trust-on-first-use LOCK): a download "
+            "must be verified"
+        )
     options = FetchOptions(
         retries=args.retries,
         timeout=args.timeout,
         backoff=args.backoff,
         progress_bar={"auto": None, "bar": True, "log": False}[args.progress],
     )
-    fetch(args.url, args.out, parse_checksums(given), options)
+    if args.trust_on_first_use:
+        fetch_trusted(args.url, args.out, ChecksumLock(args.trust_on_first_use), options)
+    else:
+        fetch(args.url, args.out, parse_checksums(given), options)
     return 0
 
 

@@ -40,7 +40,13 @@ def make_run(root: Path, name: str, dataset: str, offset: float, **log_options: 
         name=name,
         metrics=write_json(root / f"{name}.metrics.json", stats),
         metrics_log=write_metrics_log(root / f"{name}.metrics.jsonl", **log_options),
-        info={"dataset": dataset, "eval_split": "val", "gpus": 8, "precision": "fp16"},
+        info={
+            "dataset": dataset,
+            "eval_split": "val",
+            "engine": "torchvision",
+            "gpus": 8,
+            "precision": "fp16",
+        },
     )
 
 
@@ -100,8 +106,16 @@ def test_html_table_is_readable_and_complete(compared: Path, runs: list[RunInput
     assert [row[0] for row in box[1:]] == [run.name for run in runs]
     assert box[1][2] == f"{coco_stats(0.2)['AP']:.3f}" and box[1][5] == "n/a"
     assert mask[1][2] == f"{coco_stats(0.1)['AP']:.3f}"
-    assert training[0] == ["run", "GPUs", "precision", "iterations", "training time", "images / s"]
-    assert training[1][1:5] == ["8", "fp16", "960", "12 min 48 s"]
+    assert training[0] == [
+        "run",
+        "engine",
+        "GPUs",
+        "precision",
+        "iterations",
+        "training time",
+        "images / s",
+    ]
+    assert training[1][1:6] == ["torchvision", "8", "fp16", "960", "12 min 48 s"]
 
 
 def test_nvidia_reference_lines_only_for_coco2017_runs(

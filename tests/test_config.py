@@ -211,7 +211,12 @@ def test_download_files_defaults_and_mirror() -> None:
         remote_url(config, "val2017.zip", files["val2017.zip"])
         == "file:///shared/mirror/val2017.zip"
     )
-    assert config["download"] == {"mirror": "file:///shared/mirror/", "retries": 5, "timeout": 60}
+    assert config["download"] == {
+        "mirror": "file:///shared/mirror/",
+        "retries": 5,
+        "timeout": 60,
+        "lock_file": "weights.lock.json",
+    }
 
 
 def test_default_config_downloads_coco_and_the_backbone() -> None:

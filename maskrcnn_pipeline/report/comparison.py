@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 """The stats compared across runs: the AR values add little to a side-by-side view."""
-INFO_COLUMNS = ("dataset", "eval_split", "gpus", "precision")
+INFO_COLUMNS = ("dataset", "eval_split", "engine", "gpus", "precision")
 """What the workflow says about each run (from the config), shown beside its numbers."""
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_HTML = "comparison.html"
@@ -136,7 +136,7 @@ def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
 
 def display_sections(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The table as three readable (heading, frame of strings) sections: box AP, mask AP
-    (both with the run's dataset), and training (time, speed, GPUs)."""
+    (both with the run's dataset), and training (engine, GPUs, time, speed)."""
     percent = stats_are_percent(table[[f"{t}_{s}" for t in IOU_TYPES for s in TABLE_STATS]])
     sections = []
     for iou_type, heading in (("bbox", "Box AP (bbox)"), ("segm", "Mask AP (segm)")):
@@ -146,6 +146,8 @@ def display_sections(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             frame[stat] = [format_stat(v, percent=percent) for v in table[f"{iou_type}_{stat}"]]
         sections.append((heading, frame))
     training = pd.DataFrame(index=table.index)
+    # torchvision (this pipeline) or nvidia (NVIDIA's own code): what trained the run
+    training["engine"] = [_text(v) for v in table["engine"]]
     training["GPUs"] = [_gpus(v) for v in table["gpus"]]
     training["precision"] = [_text(v) for v in table["precision"]]
     training["iterations"] = [_number(v, "{:.0f}") for v in table["iterations"]]

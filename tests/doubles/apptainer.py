@@ -10,6 +10,8 @@ then it behaves just enough like Apptainer for Snakemake and the workflow:
   file at TARGET (its bytes name the definition and the build arguments);
 - ``exec [options] IMAGE COMMAND...`` runs COMMAND on the host, in --pwd if given, with HOME
   set to --home and APPTAINER_CONTAINER to the image's absolute path, as Apptainer sets them.
+  Binds are not made (there is no container); they reach COMMAND as APPTAINER_DOUBLE_BINDS
+  (``src:dst[:opts]`` joined by commas), so a double of a program can map paths itself.
 
 Unknown subcommands or options fail loudly, so a changed call cannot pass unnoticed.
 """
@@ -69,6 +71,7 @@ def build(args: list[str]) -> int:
 def exec_(args: list[str]) -> int:
     env = dict(os.environ)
     workdir = None
+    binds: list[str] = []
     index = 0
     while index < len(args) and args[index].startswith("-"):
         option = args[index]
@@ -78,6 +81,8 @@ def exec_(args: list[str]) -> int:
                 env["HOME"] = value.split(":", 1)[0]
             elif option == "--pwd":
                 workdir = value
+            elif option in ("--bind", "-B"):
+                binds.extend(value.split(","))
             index += 2
         elif option in EXEC_FLAGS:
             index += 1
@@ -90,6 +95,7 @@ def exec_(args: list[str]) -> int:
         return fail(f"exec: no image {image}")
     env["APPTAINER_CONTAINER"] = str(Path(image).resolve())
     env["APPTAINER_NAME"] = Path(image).name
+    env["APPTAINER_DOUBLE_BINDS"] = ",".join(binds)
     if workdir:
         os.chdir(workdir)
     os.execvpe(command[0], command, env)
