@@ -1,8 +1,9 @@
 """A synthetic COCO-format instance-segmentation dataset: shapes on textured backgrounds.
 
 The demo, the tests and the end-to-end checks need a dataset that needs no download and that
-a from-scratch Mask R-CNN learns on a laptop CPU in minutes (configs/demo.yaml). Four shape classes are drawn on a noisy, textured background in
-random colours, so that only the shape tells the class apart.
+a from-scratch Mask R-CNN learns on a laptop CPU in minutes (configs/demo.yaml). Four shape
+classes are drawn on a noisy, textured background in random colours, so that only the shape
+tells the class apart.
 
 Three properties matter downstream and are kept by construction:
 
