@@ -4,10 +4,13 @@ clean message and a non-zero exit code, so that users see the fix, not a traceba
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from maskrcnn_pipeline.errors import PipelineError
 
@@ -32,6 +35,30 @@ def log_job_context() -> None:
     context = [f"{name}={os.environ[name]}" for name in JOB_CONTEXT_VARIABLES if name in os.environ]
     if context:
         logging.getLogger("job").info("%s", " ".join(context))
+
+
+def parser_from_doc(doc: str | None) -> argparse.ArgumentParser:
+    """A parser whose --help is the script's docstring: its first paragraph as the
+    description, the rest (inputs, outputs, exit status) verbatim as the epilog, so the
+    script documents itself in one place."""
+    summary, _, details = (doc or "").partition("\n\n")
+    return argparse.ArgumentParser(
+        description=summary,
+        epilog=details or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def json_option(text: str, option: str, kind: type = dict) -> Any:
+    """The value of a JSON command-line option (the rules pass settings and commands as
+    JSON), or a PipelineError naming the option, instead of a traceback from json."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{option}: not valid JSON ({exc})") from exc
+    if not isinstance(value, kind):
+        raise PipelineError(f"{option}: must be a JSON {kind.__name__}")
+    return value
 
 
 def run_cli(

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from maskrcnn_pipeline.cli import json_option
 from maskrcnn_pipeline.config import load_config, predict_settings, run_config, train_settings
 from maskrcnn_pipeline.errors import PipelineError
 
@@ -37,13 +37,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> Non
 
 def resolve_settings(args: argparse.Namespace, *, kind: str) -> dict[str, Any]:
     if args.settings is not None:
-        try:
-            settings = json.loads(args.settings)
-        except json.JSONDecodeError as exc:
-            raise PipelineError(f"--settings: not valid JSON ({exc})") from exc
-        if not isinstance(settings, dict):
-            raise PipelineError("--settings: must be a JSON object")
-        return settings
+        return json_option(args.settings, "--settings")
     if args.config is None or args.run is None:
         raise PipelineError("give --settings JSON, or both --config FILE and --run NAME")
     return _SELECTORS[kind](load_config(args.config), args.run)

@@ -11,15 +11,12 @@ and their files:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import json_option, run_cli
 from maskrcnn_pipeline.config import schema_default
-from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.report.comparison import INFO_COLUMNS, RunInputs, build_comparison
 
 logger = logging.getLogger("compare")
@@ -68,25 +65,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _json_option(text: str, option: str, kind: type) -> Any:
-    """A JSON option value of the expected type, or a PipelineError naming the option."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{option}: not valid JSON ({exc})") from exc
-    if not isinstance(value, kind):
-        raise PipelineError(f"{option}: must be a JSON {kind.__name__}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Read the runs and write the comparison."""
     args = parse_args(argv)
-    info = _json_option(args.run_info, "--run-info", dict)
+    info = json_option(args.run_info, "--run-info", dict)
     references = (
         schema_default("report", "references")
         if args.references is None
-        else _json_option(args.references, "--references", list)
+        else json_option(args.references, "--references", list)
     )
     runs = [
         RunInputs(name, Path(metrics), Path(log), info.get(name, {}))

@@ -23,16 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.checksums import ChecksumLock, parse_checksums
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.fetch import FetchOptions, fetch, fetch_trusted
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--url", required=True, help="http://, https:// or file:// URL")
     parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="file to write")
     checks = parser.add_argument_group(

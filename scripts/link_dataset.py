@@ -16,16 +16,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.data.link import link_split
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--images", type=Path, required=True, help="the split's images folder")
     parser.add_argument("--annotations", type=Path, required=True, help="its COCO JSON file")
     parser.add_argument("--images-link", type=Path, required=True, help="link to the folder")

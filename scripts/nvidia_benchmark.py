@@ -23,18 +23,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.nvidia.logs import inference_result, read_dllogger, train_benchmark
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument("kind", choices=("train", "inference"), help="which benchmark")
     parser.add_argument(
         "folders",

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import json_option, parser_from_doc, run_cli
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import read_json, write_text_atomic
 from maskrcnn_pipeline.nvidia.logs import (
@@ -38,11 +38,7 @@ SUMMARY = "dllogger.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--train-dir", type=Path, required=True, metavar="DIR", help="NVIDIA's OUTPUT_DIR"
     )
@@ -101,10 +97,7 @@ def image_container(record_path: Path | None) -> dict[str, Any] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = json.loads(args.settings)
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"--settings: not valid JSON ({exc})") from exc
+    settings = json_option(args.settings, "--settings")
     files = attempt_files(args.train_dir)
     entries = read_dllogger(files)
     records = training_records(entries, images_per_batch=args.ims_per_batch)

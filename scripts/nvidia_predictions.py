@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import read_json, write_json_atomic, write_text_atomic
 from maskrcnn_pipeline.nvidia.logs import final_ap, read_dllogger, summary
@@ -31,11 +31,7 @@ log = logging.getLogger("nvidia_predictions")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--eval-dir", type=Path, required=True, metavar="DIR", help="test_net.py's OUTPUT_DIR"
     )

@@ -18,13 +18,11 @@ another command or other annotations, so NVIDIA's trainer cannot resume them. Ex
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.cli import json_option, parser_from_doc, run_cli
 from maskrcnn_pipeline.nvidia.catalog import (
     catalog_entries,
     check_num_classes,
@@ -38,11 +36,7 @@ log = logging.getLogger("nvidia_prepare")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--run", required=True, help="the run's name (for messages)")
     parser.add_argument(
         "--data-dir",
@@ -82,10 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        command = json.loads(args.command)
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"--command: not valid JSON ({exc})") from exc
+    command = json_option(args.command, "--command", list)
     report = load_report(args.validation)
     dataset = Path(args.data_dir).name
     check_num_classes(args.run, dataset, report, args.num_classes)

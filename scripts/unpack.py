@@ -15,17 +15,13 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.data.archives import unpack
 from maskrcnn_pipeline.fileio import write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument("archive", type=Path, metavar="ARCHIVE", help="zip, tar, tar.gz or tgz")
     parser.add_argument("dest", type=Path, metavar="DEST", help="folder to unpack into")
     parser.add_argument(

@@ -20,7 +20,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.data.validation import (
     Split,
     ValidationSettings,
@@ -30,11 +30,7 @@ from maskrcnn_pipeline.data.validation import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--out", type=Path, required=True, metavar="REPORT", help="report JSON")
     data = parser.add_argument_group("what to check (--images + --annotations, or --split ...)")
     data.add_argument("--images", type=Path, metavar="DIR", help="images folder of one split")
