@@ -18,6 +18,7 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import json_option, run_cli
 from maskrcnn_pipeline.config import schema_default
 from maskrcnn_pipeline.report.comparison import INFO_COLUMNS, RunInputs, build_comparison
+from maskrcnn_pipeline.report.figures import add_placeholders_argument
 
 logger = logging.getLogger("compare")
 
@@ -56,12 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "reference lines for runs on those datasets (default: the schema's "
         "report.references, NVIDIA's COCO 2017 numbers)",
     )
-    parser.add_argument(
-        "--placeholders",
-        action="store_true",
-        help="write a figure with nothing to show as a panel giving the reason, instead of "
-        "leaving it out (the workflow declares every figure as an output)",
-    )
+    add_placeholders_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.report.figures import add_placeholders_argument
 from maskrcnn_pipeline.report.run_report import build_run_report
 
 logger = logging.getLogger("report")
@@ -101,12 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SCORE",
         help="draw only detections scoring at least this, 0 to 1 (default: %(default)s)",
     )
-    drawing.add_argument(
-        "--placeholders",
-        action="store_true",
-        help="write a figure with nothing to show as a panel giving the reason, instead of "
-        "leaving it out (the workflow declares every figure as an output)",
-    )
+    add_placeholders_argument(drawing)
     return parser.parse_args(argv)
 
 

@@ -7,6 +7,7 @@ backend is ever chosen, so the report runs the same on a headless node as on a l
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import textwrap
@@ -151,6 +152,16 @@ class DrawnFigures:
     written: list[Path]
     shown: list[FigureSpec]
     skipped: list[tuple[str, str]]
+
+
+def add_placeholders_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--placeholders`` for every script that draws figures through :func:`draw_all`."""
+    parser.add_argument(
+        "--placeholders",
+        action="store_true",
+        help="write a figure with nothing to show as a panel giving the reason, instead of "
+        "leaving it out (the workflow declares every figure as an output)",
+    )
 
 
 def draw_all(specs: Iterable[FigureSpec], out_dir: Path, *, placeholders: bool) -> DrawnFigures:
