@@ -20,6 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from maskrcnn_pipeline.config import load_config, run_config
 from tests.conftest import REPO, TESTS_DATA, copy_workflow, run_snakemake
 from tests.test_workflow import planned_jobs
 
@@ -285,3 +286,10 @@ def test_demo_config_plans_every_figure(tmp_path: Path) -> None:
     }
     missing = sorted(path for path in outputs if path not in planned)
     assert not missing, f"the demo does not plan {missing}"
+
+
+def test_demo_evaluates_during_training() -> None:
+    """Without periodic evaluation ap_vs_iteration.png would be a placeholder in the demo."""
+    config = load_config(REPO / "configs" / "demo.yaml")
+    settings = run_config(config, "demo")
+    assert 0 < settings["eval_period"] < settings["solver"]["max_iter"]
