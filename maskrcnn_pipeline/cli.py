@@ -10,9 +10,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.fileio import write_json_atomic
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -59,6 +61,14 @@ def json_option(text: str, option: str, kind: type = dict) -> Any:
     if not isinstance(value, kind):
         raise PipelineError(f"{option}: must be a JSON {kind.__name__}")
     return value
+
+
+def emit_figures(figures: dict[str, Any], out: Path | None) -> None:
+    """A benchmark's result as the last line of stdout (one JSON object, what bench/ scripts
+    and people parse) and, when asked, also as a file a rule can declare as its output."""
+    if out:
+        write_json_atomic(out, figures)
+    print(json.dumps(figures))
 
 
 def run_cli(

@@ -7,12 +7,10 @@ or the images of a folder; with --model the trained weights, else random ones (s
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.fileio import write_json_atomic
+from maskrcnn_pipeline.cli import emit_figures, run_cli
 from maskrcnn_pipeline.settings_args import (
     add_benchmark_arguments,
     apply_overrides,
@@ -69,9 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warmup=args.warmup,
         ),
     }
-    if args.out:
-        write_json_atomic(args.out, figures)
-    print(json.dumps(figures))
+    emit_figures(figures, args.out)
     return 0
 
 

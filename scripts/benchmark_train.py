@@ -7,13 +7,11 @@ writes images/s and ms/iteration as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.fileio import write_json_atomic
+from maskrcnn_pipeline.cli import emit_figures, run_cli
 from maskrcnn_pipeline.settings_args import (
     add_benchmark_arguments,
     apply_overrides,
@@ -63,9 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
     )
     figures["data"] = args.data
-    if args.out:
-        write_json_atomic(args.out, figures)
-    print(json.dumps(figures))
+    emit_figures(figures, args.out)
     return 0
 
 

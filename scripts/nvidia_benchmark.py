@@ -18,14 +18,12 @@ images/s of the model, NVIDIA's end-to-end images/s, and NVIDIA's means of the f
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import parser_from_doc, run_cli
+from maskrcnn_pipeline.cli import emit_figures, parser_from_doc, run_cli
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.nvidia.logs import inference_result, read_dllogger, train_benchmark
 
 
@@ -75,9 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for folder in args.folders
             ],
         }
-    if args.out:
-        write_json_atomic(args.out, figures)
-    print(json.dumps(figures))
+    emit_figures(figures, args.out)
     return 0
 
 

@@ -14,6 +14,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS_DATA = REPO / "tests" / "data"
+#: What a run's report holds (results/<run>/report/), stated here rather than read from the
+#: package, so the tests notice a figure that goes missing.
+RUN_REPORT_FIGURES = frozenset(
+    {
+        "losses.png",
+        "lr.png",
+        "throughput.png",
+        "ap_vs_iteration.png",
+        "per_category_ap.png",
+        "pr_curves.png",
+        "predictions.png",
+    }
+)
+RUN_REPORT_TABLES = frozenset({"metrics.csv", "metrics.html", "summary.md"})
+#: What the cross-run comparison holds (results/report/).
+COMPARISON_FIGURES = frozenset(
+    {"ap.png", "ap_by_size.png", "speed.png", "losses.png", "ap_vs_iteration.png"}
+)
+COMPARISON_TABLES = frozenset({"comparison.csv", "comparison.html", "comparison.md"})
 BIN = Path(sys.executable).parent
 #: What a copy of the workflow needs; results/ and data/ are never copied.
 WORKFLOW_PARTS = (

@@ -24,11 +24,9 @@ from maskrcnn_pipeline.report.comparison import (
 )
 from maskrcnn_pipeline.report.comparison_figures import ap_history_figure, stats_bars_figure
 from maskrcnn_pipeline.report.metrics_log import read_metrics_log, training_summary
-from tests.conftest import html_tables, run_script
+from tests.conftest import COMPARISON_FIGURES, COMPARISON_TABLES, html_tables, run_script
 from tests.test_report import PNG_SIGNATURE, coco_stats, write_json, write_metrics_log
 
-FIGURES = {"ap.png", "ap_by_size.png", "speed.png", "losses.png", "ap_vs_iteration.png"}
-TABLES = {"comparison.csv", "comparison.html", "comparison.md"}
 NVIDIA = schema_default("report", "references")
 
 
@@ -90,13 +88,13 @@ def test_table_has_one_row_per_run_with_its_numbers(compared: Path, runs: list[R
 
 
 def test_writes_every_figure_and_table(compared: Path) -> None:
-    assert {p.name for p in compared.iterdir()} == FIGURES | TABLES
-    for name in FIGURES:
+    assert {p.name for p in compared.iterdir()} == COMPARISON_FIGURES | COMPARISON_TABLES
+    for name in COMPARISON_FIGURES:
         data = (compared / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
     page = (compared / "comparison.md").read_text()
     assert "Nothing was skipped." in page
-    for name in FIGURES:
+    for name in COMPARISON_FIGURES:
         assert f"]({name})" in page
 
 
@@ -168,7 +166,7 @@ def test_placeholders_for_figures_without_data(tmp_path: Path) -> None:
         )
     )
     written = build_comparison(out_dir=tmp_path / "out", runs=[run], placeholders=True)
-    assert {p.name for p in written} == FIGURES | TABLES
+    assert {p.name for p in written} == COMPARISON_FIGURES | COMPARISON_TABLES
     page = (tmp_path / "out" / "comparison.md").read_text()
     assert "- `speed.png`: no run logged 'seconds' or 'images_per_s'" in page
     without = build_comparison(out_dir=tmp_path / "out2", runs=[run])
@@ -199,7 +197,7 @@ def test_cli_compares_runs_with_schema_references(runs: list[RunInputs], tmp_pat
         "compare.py", ["--out-dir", str(tmp_path), *args, "--run-info", json.dumps(info)]
     )
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in tmp_path.iterdir()} == FIGURES | TABLES
+    assert {p.name for p in tmp_path.iterdir()} == COMPARISON_FIGURES | COMPARISON_TABLES
     assert "Reference line: NVIDIA" in (tmp_path / "comparison.md").read_text()
     assert len(pd.read_csv(tmp_path / "comparison.csv")) == 3
 

@@ -28,20 +28,10 @@ from maskrcnn_pipeline.report.predictions_figure import example_predictions_figu
 from maskrcnn_pipeline.report.run_report import build_run_report
 from maskrcnn_pipeline.report.summary import format_duration
 from maskrcnn_pipeline.report.tables import COCO_STATS, read_coco_metrics
-from tests.conftest import html_tables
+from tests.conftest import RUN_REPORT_FIGURES, RUN_REPORT_TABLES, html_tables
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ALL_FIGURES = {
-    "losses.png",
-    "lr.png",
-    "throughput.png",
-    "ap_vs_iteration.png",
-    "per_category_ap.png",
-    "pr_curves.png",
-    "predictions.png",
-}
-TABLES = {"metrics.csv", "metrics.html", "summary.md"}
 HEIGHT, WIDTH = 120, 160
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 7, "name": "kite"}]
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
@@ -283,10 +273,10 @@ def assert_valid_png(path: Path) -> None:
 def test_writes_every_figure_table_and_summary(full_report: tuple[Path, list[Path]]) -> None:
     out_dir, written = full_report
     names = {p.name for p in written}
-    assert names == ALL_FIGURES | TABLES
+    assert names == RUN_REPORT_FIGURES | RUN_REPORT_TABLES
     assert written[-1].name == "summary.md"
     assert {p.name for p in out_dir.iterdir()} == names, "no temporary file may be left"
-    for name in ALL_FIGURES:
+    for name in RUN_REPORT_FIGURES:
         assert_valid_png(out_dir / name)
 
 
@@ -302,7 +292,7 @@ def test_summary_has_all_stats_for_both_iou_types(full_report: tuple[Path, list[
             "n/a" if segm[stat] < 0 else f"{segm[stat]:.3f}",
         ]
         assert f"| {stat} | {cells[0]} | {cells[1]} |" in summary, stat
-    for name in ALL_FIGURES:
+    for name in RUN_REPORT_FIGURES:
         assert f"]({name})" in summary, name
     assert "Nothing was skipped." in summary
     assert "| iterations | 960 |" in summary
@@ -340,7 +330,7 @@ def test_missing_optional_inputs_skip_their_figures(inputs: dict[str, Any], tmp_
         per_category_csv=tmp_path / "absent.csv",
     )
     names = {p.name for p in written}
-    assert names == {"losses.png", "lr.png", "throughput.png"} | TABLES
+    assert names == {"losses.png", "lr.png", "throughput.png"} | RUN_REPORT_TABLES
     assert not (out_dir / "pr_curves.png").exists(), "a stale skipped figure must go"
     summary = (out_dir / "summary.md").read_text()
     skipped = summary.split("## Skipped")[1].split("##")[0]
@@ -470,7 +460,7 @@ def test_cli_writes_the_report(inputs: dict[str, Any], tmp_path: Path) -> None:
         "0.7",
     )
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in out_dir.iterdir()} == ALL_FIGURES | TABLES
+    assert {p.name for p in out_dir.iterdir()} == RUN_REPORT_FIGURES | RUN_REPORT_TABLES
     assert "cli-run" in (out_dir / "summary.md").read_text()
 
 
@@ -536,9 +526,9 @@ def test_placeholders_stand_in_for_skipped_figures(inputs: dict[str, Any], tmp_p
         **inputs | {"metrics_log": log, "pr_curves_csv": None},
         placeholders=True,
     )
-    assert {p.name for p in written} == ALL_FIGURES | TABLES
+    assert {p.name for p in written} == RUN_REPORT_FIGURES | RUN_REPORT_TABLES
     placeholders = {"ap_vs_iteration.png", "pr_curves.png"}
-    for name in ALL_FIGURES - placeholders:
+    for name in RUN_REPORT_FIGURES - placeholders:
         assert_valid_png(out_dir / name)
     for name in placeholders:
         data = (out_dir / name).read_bytes()

@@ -21,24 +21,21 @@ import yaml
 from PIL import Image
 
 from maskrcnn_pipeline.config import load_config, run_config
-from tests.conftest import REPO, TESTS_DATA, copy_workflow, run_snakemake
+from tests.conftest import (
+    COMPARISON_FIGURES,
+    COMPARISON_TABLES,
+    REPO,
+    RUN_REPORT_FIGURES,
+    RUN_REPORT_TABLES,
+    TESTS_DATA,
+    copy_workflow,
+    run_snakemake,
+)
 from tests.test_workflow import planned_jobs
 
 pytestmark = pytest.mark.slow
 
 RUNS = ("tiny", "tiny_b")
-RUN_FIGURES = (
-    "losses.png",
-    "lr.png",
-    "throughput.png",
-    "ap_vs_iteration.png",
-    "per_category_ap.png",
-    "pr_curves.png",
-    "predictions.png",
-)
-RUN_TABLES = ("summary.md", "metrics.csv", "metrics.html")
-COMPARISON_FIGURES = ("ap.png", "ap_by_size.png", "speed.png", "losses.png", "ap_vs_iteration.png")
-COMPARISON_TABLES = ("comparison.md", "comparison.csv", "comparison.html")
 INFERENCE = "tiny_val"
 CHROMIUM_FLAGS = (
     "--headless",
@@ -81,9 +78,9 @@ def assert_png(path: Path, min_bytes: int = 3000) -> None:
 def test_every_run_has_every_figure_and_table(finished: Path) -> None:
     for run in RUNS:
         report = finished / "results" / run / "report"
-        for name in RUN_FIGURES:
+        for name in RUN_REPORT_FIGURES:
             assert_png(report / name)
-        for name in RUN_TABLES:
+        for name in RUN_REPORT_TABLES:
             assert (report / name).stat().st_size > 0, name
         summary = (report / "summary.md").read_text()
         evals = [
@@ -169,7 +166,7 @@ def embedded(html: str, name: str) -> dict:
 def expected_report_items() -> dict[str, set[str]]:
     """Every figure and table marked for the report, by category."""
     items = {
-        run: {f"results/{run}/report/{name}" for name in (*RUN_FIGURES, "metrics.html")}
+        run: {f"results/{run}/report/{name}" for name in (*RUN_REPORT_FIGURES, "metrics.html")}
         for run in RUNS
     }
     items["tiny"].add(f"results/tiny/inference/{INFERENCE}/sample.png")
@@ -279,7 +276,7 @@ def test_demo_config_plans_every_figure(tmp_path: Path) -> None:
     )
     planned = result.stdout + result.stderr
     outputs = {
-        *(f"results/demo/report/{name}" for name in (*RUN_FIGURES, *RUN_TABLES)),
+        *(f"results/demo/report/{name}" for name in (*RUN_REPORT_FIGURES, *RUN_REPORT_TABLES)),
         *(f"results/report/{name}" for name in (*COMPARISON_FIGURES, *COMPARISON_TABLES)),
         "results/demo/inference/shapes_val/overlays",
         "results/demo/inference/shapes_val/sample.png",
