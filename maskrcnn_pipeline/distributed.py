@@ -6,6 +6,7 @@ torchrun's environment variables everything below degrades to the single-process
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -67,7 +68,15 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Free the process group now, while the interpreter is whole.
+
+    The training loop's hooks form reference cycles that keep the DDP model, and through its
+    reducer the process group, alive; destroy_process_group alone would leave the group's
+    C++ object to interpreter teardown, where gloo's worker threads can abort the process
+    (SIGABRT, "terminate called without an active exception") after a successful run.
+    """
     if info.distributed and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -16,7 +16,8 @@ import logging
 import random
 import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,22 @@ def seed_everything(seed: int, rank: int) -> None:
     random.seed(seed + rank)
     np.random.seed(seed + rank)
     torch.manual_seed(seed + rank)
+
+
+@contextmanager
+def stop_signals_handled_by(trainer: Trainer) -> Iterator[None]:
+    """Route stop signals to ``trainer`` while it runs, and restore the previous handlers
+    after: a handler left installed would keep the trainer, and with it the DDP model and
+    its process group, alive until interpreter exit, where gloo's threads then abort."""
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: trainer.request_stop(signum))
+        for sig in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -262,6 +279,7 @@ def train(settings: Mapping[str, Any], paths: TrainPaths) -> None:
     dist = init_distributed(settings["gpus"] > 0)
     try:
         _train(settings, paths, select_device(settings, dist), dist)
+        barrier(dist)  # rank 0 has written the final outputs: every process tears down together
     finally:
         shutdown(dist)
 
@@ -328,34 +346,35 @@ def _train(
         *periodic_evaluation(settings, paths, model, dataset, metrics),
         Progress(settings["log_period"]),
     ]
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda signum, frame: trainer.request_stop(signum))
-    try:
-        trainer.run()
-    finally:
-        # Drop the last references to the loader's iterator: its finaliser stops the worker
-        # processes through their queues. Left to interpreter exit, they would be sent
-        # SIGTERM, which they ignore (see _ignore_stop_signals), and exit would hang.
-        trainer.batches = iter(())
-        del batches
+    with stop_signals_handled_by(trainer):
+        try:
+            trainer.run()
+        finally:
+            # Drop the last references to the loader's iterator: its finaliser stops the worker
+            # processes through their queues. Left to interpreter exit, they would be sent
+            # SIGTERM, which they ignore (see _ignore_stop_signals), and exit would hang.
+            trainer.batches = iter(())
+            del batches
 
-    if trainer.interrupted:
-        state = training_state()  # collective: every process takes part
-        saved = checkpointer.path_for(trainer.iteration)
+        if trainer.interrupted:
+            state = training_state()  # collective: every process takes part
+            saved = checkpointer.path_for(trainer.iteration)
+            if dist.is_main:
+                checkpointer.save(trainer.iteration, state)
+            barrier(dist)
+            raise TrainingInterrupted(
+                trainer.stop_signal or signal.SIGTERM, trainer.iteration, saved
+            )
+        verify_replicas_in_sync(model, dist)
         if dist.is_main:
-            checkpointer.save(trainer.iteration, state)
-        barrier(dist)
-        raise TrainingInterrupted(trainer.stop_signal or signal.SIGTERM, trainer.iteration, saved)
-    verify_replicas_in_sync(model, dist)
-    if dist.is_main:
-        final = {
-            "model": model.state_dict(),
-            "model_settings": settings["model"],
-            "input_settings": settings["input"],
-            "categories": dataset.categories.to_list(),
-            "iteration": trainer.iteration,
-        }
-        save_final(paths, final, settings, device, training_seconds=metrics.elapsed())
+            final = {
+                "model": model.state_dict(),
+                "model_settings": settings["model"],
+                "input_settings": settings["input"],
+                "categories": dataset.categories.to_list(),
+                "iteration": trainer.iteration,
+            }
+            save_final(paths, final, settings, device, training_seconds=metrics.elapsed())
 
 
 def periodic_evaluation(
