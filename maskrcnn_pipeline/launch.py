@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.signals import handling
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,5 @@ def run_forwarding_signals(command: Sequence[str]) -> int:
         )
         child.send_signal(signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-    try:
+    with handling(FORWARDED_SIGNALS, forward):
         return child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

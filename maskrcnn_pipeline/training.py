@@ -16,8 +16,7 @@ import logging
 import random
 import shutil
 import signal
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from maskrcnn_pipeline.fileio import atomic_path
 from maskrcnn_pipeline.hooks import MetricsWriter, PeriodicCheckpoint, Progress
 from maskrcnn_pipeline.model import build_model
 from maskrcnn_pipeline.provenance import sha256_file, write_provenance
+from maskrcnn_pipeline.signals import handling
 from maskrcnn_pipeline.solver import (
     IterationLR,
     Schedule,
@@ -110,22 +110,6 @@ def seed_everything(seed: int, rank: int) -> None:
     random.seed(seed + rank)
     np.random.seed(seed + rank)
     torch.manual_seed(seed + rank)
-
-
-@contextmanager
-def stop_signals_handled_by(trainer: Trainer) -> Iterator[None]:
-    """Route stop signals to ``trainer`` while it runs, and restore the previous handlers
-    after: a handler left installed would keep the trainer, and with it the DDP model and
-    its process group, alive until interpreter exit, where gloo's threads then abort."""
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: trainer.request_stop(signum))
-        for sig in STOP_SIGNALS
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -346,7 +330,7 @@ def _train(
         *periodic_evaluation(settings, paths, model, dataset, metrics),
         Progress(settings["log_period"]),
     ]
-    with stop_signals_handled_by(trainer):
+    with handling(STOP_SIGNALS, lambda signum, frame: trainer.request_stop(signum)):
         try:
             trainer.run()
         finally:

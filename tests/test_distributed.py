@@ -11,13 +11,15 @@ import signal
 import socket
 import weakref
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 import torch.distributed as dist
 from torch import nn
 
 from maskrcnn_pipeline.distributed import DistInfo, shutdown
-from maskrcnn_pipeline.training import STOP_SIGNALS, stop_signals_handled_by
+from maskrcnn_pipeline.signals import handling
+from maskrcnn_pipeline.training import STOP_SIGNALS
 
 
 def free_port() -> int:
@@ -59,19 +61,21 @@ def test_shutdown_frees_a_ddp_model_held_in_a_reference_cycle() -> None:
     assert not dist.is_initialized()
 
 
-def test_stop_signal_handlers_route_to_the_trainer_and_are_restored() -> None:
-    class Trainer:
+def test_stop_signal_handlers_route_to_the_handler_and_are_restored() -> None:
+    class StopRecorder:
+        """Stands for the trainer's stop request: records the signal it was asked to stop on."""
+
         stop_signal: int | None = None
 
-        def request_stop(self, signum: int) -> None:
+        def __call__(self, signum: int, frame: FrameType | None) -> None:
             self.stop_signal = signum
 
     before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    trainer = Trainer()
-    with stop_signals_handled_by(trainer):  # type: ignore[arg-type]
+    recorder = StopRecorder()
+    with handling(STOP_SIGNALS, recorder):
         signal.raise_signal(signal.SIGUSR1)
-        assert trainer.stop_signal == signal.SIGUSR1
+        assert recorder.stop_signal == signal.SIGUSR1
     assert {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} == before
-    trainer_ref = weakref.ref(trainer)
-    del trainer
-    assert trainer_ref() is None  # no handler keeps it alive
+    recorder_ref = weakref.ref(recorder)
+    del recorder
+    assert recorder_ref() is None  # no handler keeps it alive
