@@ -4,7 +4,7 @@
    coreutils ``md5sum`` (or ``sha256sum``) on the same file, warm in the page cache, best of
    ``--repeats`` runs each. Goal: throughput ratio project / baseline >= 0.9.
 2. Reads per downloaded byte: a fresh download of that file from a loopback HTTP server (a
-   separate process, ``python -m http.server``) through :func:`maskrcnn_pipeline.fetch.fetch`
+   separate process, ``python -m http.server``) through :func:`maskrcnn_pipeline.data.fetch.fetch`
    with checksum verification. Bytes read = bytes received from the socket + bytes this
    process read from files (``rchar`` of /proc/self/io, which counts file reads and not socket
    receives). Goal: every byte read once (1.0), i.e. no second pass to verify.
@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from maskrcnn_pipeline.checksums import Checksum, StreamHasher
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.fetch import FetchOptions, fetch
+from maskrcnn_pipeline.data.checksums import Checksum, StreamHasher
+from maskrcnn_pipeline.data.fetch import FetchOptions, fetch
 
 logger = logging.getLogger("bench.checksum")
 GOAL_RATIO, GOAL_READS = 0.9, 1.0

@@ -28,7 +28,7 @@ from typing import Any
 from maskrcnn_pipeline.cli import run_cli
 from maskrcnn_pipeline.evaluation import STAT_NAMES, evaluate_coco, write_metrics
 from maskrcnn_pipeline.fileio import write_json_atomic
-from maskrcnn_pipeline.testing.fake_coco import write_fake_coco
+from tests.support.fake_coco import write_fake_coco
 
 logger = logging.getLogger("bench.eval_speed")
 IOU_TYPES = ("bbox", "segm")

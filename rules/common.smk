@@ -10,8 +10,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from maskrcnn_pipeline.cluster import train_resources
-from maskrcnn_pipeline.config import (
+from maskrcnn_pipeline.workflow.resources import train_resources
+from maskrcnn_pipeline.workflow.config import (
     checksum_options,
     dataset_dir,
     dataset_splits,
@@ -27,7 +27,7 @@ from maskrcnn_pipeline.config import (
     validate_config,
     validation_report,
 )
-from maskrcnn_pipeline.container import (
+from maskrcnn_pipeline.workflow.images import (
     apptainer_binary,
     build_image,
     describe_image,
@@ -36,6 +36,7 @@ from maskrcnn_pipeline.container import (
     unset_variables,
 )
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.workflow.code_inputs import code_inputs, module_inputs
 from maskrcnn_pipeline.nvidia import command as nvidia
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
 
@@ -45,7 +46,6 @@ except PipelineError as error:
     raise WorkflowError(str(error)) from None
 
 
-PACKAGE = "maskrcnn_pipeline"
 #: The conda environment of every rule (`--use-conda`), relative to rules/.
 ENV = "../envs/maskrcnn.yaml"
 
@@ -101,15 +101,11 @@ shell.prefix(
 )
 
 
-def code(script, *modules):
-    """The script of a step plus the package modules it uses (editing any of them reruns it)."""
-    files = [f"scripts/{script}.py"]
-    for module in modules:
-        path = Path(PACKAGE, module)
-        files += (
-            sorted(map(str, path.glob("*.py"))) if path.is_dir() else [f"{path}.py"]
-        )
-    return files
+def code(script, without=()):
+    """The script of a rule and every project module it can import, derived from its imports
+    (workflow/code_inputs.py): editing any of them reruns the rule, and a new module is never
+    forgotten. ``without``: modules the job does not import under its settings."""
+    return code_inputs(workflow.basedir, f"scripts/{script}.py", without)
 
 
 def one_of(names):
@@ -266,7 +262,7 @@ def comparison_inputs(wildcards):
     return {
         "metrics": [f"{eval_dir(run)}/metrics.json" for run in config["runs"]],
         "logs": [f"results/{run}/train/metrics.jsonl" for run in config["runs"]],
-        "code": code("compare", "report"),
+        "code": code("compare"),
     }
 
 
@@ -335,7 +331,7 @@ def infer_inputs(wildcards):
 
 def predict_code():
     """What predicting depends on, for evaluation and inference alike."""
-    return code("predict", "predict", "model", "data/categories", "data/coco")
+    return code("predict")
 
 
 def synthetic_args(wildcards):
@@ -351,27 +347,22 @@ def train_inputs(wildcards):
     settings = run_config(config, wildcards.run)
     inputs = {
         "dataset": validation_report(settings["dataset"]),
-        "code": code(
-            "train",
-            "training",
-            "engine",
-            "hooks",
-            "model",
-            "solver",
-            "checkpoint",
-            "distributed",
-            "data/categories",
-            "data/coco",
-            "data/sampler",
-            "data/transforms",
-            "launch",
-            "periodic_eval",
-            "predict",
-        ),
+        "code": train_code(settings),
     }
     if settings["model"]["backbone_weights"]:
         inputs["weights"] = settings["model"]["backbone_weights"]
     return inputs
+
+
+#: Training imports its evaluation hook (and through it inference and evaluation) only when
+#: the run evaluates periodically (train/run.py: periodic_evaluation).
+EVALUATION_HOOK = "maskrcnn_pipeline.train.evaluation_hook"
+
+
+def train_code(settings):
+    """The training code of a run: without the evaluation hook's modules when eval_period
+    is 0, so editing predict or evaluation never retrains a run that does not evaluate."""
+    return code("train", without=() if settings["eval_period"] else (EVALUATION_HOOK,))
 
 
 def train_eval_args(wildcards):
@@ -411,7 +402,7 @@ def report_inputs(wildcards):
         "per_category": f"{eval_dir}/per_category.csv",
         "pr_curves": f"{eval_dir}/pr_curves.csv",
         "dataset": dataset_report(wildcards),
-        "code": code("report", "report"),
+        "code": code("report"),
     }
 
 

@@ -7,11 +7,17 @@
 # Snakemake's own Python (`run:`): building an image cannot need an image or a conda env.
 
 
+#: The module these rules call from Snakemake's Python: its code (an input, ancient: editing
+#: how Apptainer is called never rebuilds an image whose definition is unchanged).
+IMAGES_MODULE = "maskrcnn_pipeline.workflow.images"
+
+
 # Built once; again only when the definition or the build arguments (base image, NVIDIA's
 # source commit) change (input and params), not when the pipeline's code or settings do.
 rule build_image:
     input:
         definition=image_setting("definition"),
+        code=ancient(module_inputs(workflow.basedir, IMAGES_MODULE)),
     output:
         image="results/container/{image}.sif",
         record="results/container/{image}.json",
@@ -40,6 +46,7 @@ rule build_image:
 rule describe_image:
     input:
         image=image_setting("image"),
+        code=ancient(module_inputs(workflow.basedir, IMAGES_MODULE)),
     output:
         record="results/container/{image}.json",
     log:

@@ -7,7 +7,7 @@
 rule generate_synthetic_dataset:
     input:
         unpack(image_inputs),
-        code=code("generate_synthetic", "data/synthetic"),
+        code=code("generate_synthetic"),
     output:
         train_images=directory("data/{dataset}/train"),
         val_images=directory("data/{dataset}/val"),
@@ -33,7 +33,7 @@ rule generate_synthetic_dataset:
 # An existing folder (e.g. COCO on shared storage): checked and linked, never copied.
 rule link:
     input:
-        code=code("link_dataset", "data/link"),
+        code=code("link_dataset"),
     output:
         images=directory("data/{dataset}/{split}"),
         annotations="data/{dataset}/annotations/{split}.json",
@@ -59,7 +59,7 @@ rule link:
 # not fetch 19 GB again (ancient), a new url, mirror or checksum does (params).
 rule fetch:
     input:
-        code=ancient(code("fetch", "fetch", "checksums")),
+        code=ancient(code("fetch")),
     output:
         "data/downloads/{file}",
     log:
@@ -101,7 +101,7 @@ use rule fetch as fetch_weights with:
 rule unpack:
     input:
         archive=ancient("data/downloads/{file}"),
-        code=code("unpack", "data/archives"),
+        code=code("unpack"),
     output:
         "data/{dataset}/.unpacked/{file}.json",
     log:
@@ -125,7 +125,7 @@ rule validate:
     input:
         unpack(image_inputs),
         data=dataset_files,
-        code=code("validate_dataset", "data/validation", "data/categories"),
+        code=code("validate_dataset"),
     output:
         "data/{dataset}/validation.json",
     log:

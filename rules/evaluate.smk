@@ -35,7 +35,7 @@ rule evaluate:
         unpack(image_inputs),
         predictions="results/{run}/eval/{split}/predictions.json",
         dataset=dataset_report,
-        code=code("evaluate", "evaluation"),
+        code=code("evaluate"),
     output:
         metrics="results/{run}/eval/{split}/metrics.json",
         per_category="results/{run}/eval/{split}/per_category.csv",

@@ -33,7 +33,7 @@ rule overlay_inference:
         predictions="results/{run}/inference/{inference}/predictions.json",
         index="results/{run}/inference/{inference}/images.json",
         images=lambda wildcards: inference_entry(wildcards)["images"],
-        code=code("overlay", "report"),
+        code=code("overlay"),
     output:
         overlays=directory("results/{run}/inference/{inference}/overlays"),
         sample=report(

@@ -20,7 +20,7 @@ rule prepare_nvidia:
     input:
         unpack(image_inputs),
         dataset=dataset_report,
-        code=code("nvidia_prepare", "nvidia/catalog"),
+        code=code("nvidia_prepare"),
     output:
         catalog="results/{run}/train/nvidia_paths_catalog.py",
     log:
@@ -92,7 +92,7 @@ rule nvidia_metrics:
         model="results/{run}/train/nvidia/model_final.pth",
         nvidia_image_record=NVIDIA_IMAGE_RECORD,
         dataset=dataset_report,
-        code=code("nvidia_metrics", "nvidia/logs", "provenance"),
+        code=code("nvidia_metrics"),
     output:
         metrics="results/{run}/train/metrics.jsonl",
         provenance="results/{run}/train/provenance.json",
@@ -153,7 +153,7 @@ rule nvidia_predictions:
     input:
         unpack(image_inputs),
         nvidia="results/{run}/eval/{split}/nvidia",
-        code=code("nvidia_predictions", "nvidia/predictions", "nvidia/logs"),
+        code=code("nvidia_predictions"),
     output:
         predictions="results/{run}/eval/{split}/predictions.json",
         reported="results/{run}/eval/{split}/nvidia_eval.json",
@@ -238,7 +238,7 @@ rule nvidia_benchmark:
     input:
         unpack(image_inputs),
         logs=nvidia_benchmark_inputs,
-        code=code("nvidia_benchmark", "nvidia/logs"),
+        code=code("nvidia_benchmark"),
     output:
         "results/{run}/benchmark/nvidia_{kind}.json",
     log:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import emit_figures, run_cli
-from maskrcnn_pipeline.settings_args import (
+from maskrcnn_pipeline.workflow.settings_args import (
     add_benchmark_arguments,
     apply_overrides,
     resolve_settings,
@@ -32,10 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = apply_overrides(resolve_settings(args, kind="run"), args)
     import torch
 
-    from maskrcnn_pipeline.benchmark import benchmark_device, benchmark_inference, synthetic_sample
     from maskrcnn_pipeline.data.coco import read_image
-    from maskrcnn_pipeline.model import build_model
-    from maskrcnn_pipeline.predict import Predictor, images_from_folder
+    from maskrcnn_pipeline.inference.predict import Predictor, images_from_folder
+    from maskrcnn_pipeline.model.build import build_model
+    from maskrcnn_pipeline.train.benchmark import (
+        benchmark_device,
+        benchmark_inference,
+        synthetic_sample,
+    )
 
     device = benchmark_device(settings)
     if args.model:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import emit_figures, run_cli
-from maskrcnn_pipeline.settings_args import (
+from maskrcnn_pipeline.workflow.settings_args import (
     add_benchmark_arguments,
     apply_overrides,
     resolve_settings,
@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = apply_overrides(resolve_settings(args, kind="run"), args)
-    from maskrcnn_pipeline.benchmark import (
+    from maskrcnn_pipeline.train.benchmark import (
         benchmark_device,
         benchmark_training,
         real_batches,

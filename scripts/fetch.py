@@ -22,9 +22,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.checksums import ChecksumLock, parse_checksums
 from maskrcnn_pipeline.cli import parser_from_doc, run_cli
-from maskrcnn_pipeline.fetch import FetchOptions, fetch, fetch_trusted
+from maskrcnn_pipeline.data.checksums import ChecksumLock, parse_checksums
+from maskrcnn_pipeline.data.fetch import FetchOptions, fetch, fetch_trusted
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.settings_args import add_settings_arguments, resolve_settings
+from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -38,7 +38,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from maskrcnn_pipeline.predict import images_from_annotations, images_from_folder, predict
+    from maskrcnn_pipeline.inference.predict import (
+        images_from_annotations,
+        images_from_folder,
+        predict,
+    )
 
     if args.annotations is not None:
         entries = images_from_annotations(args.images, args.annotations)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.settings_args import add_settings_arguments, resolve_settings
+from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = resolve_settings(args, kind="train")
-    from maskrcnn_pipeline import launch
+    from maskrcnn_pipeline.train import launch
 
     if not launch.under_torchrun(os.environ):
         launch.check_gpus(settings, launch.visible_gpus())
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return launch.run_forwarding_signals(command)
 
-    from maskrcnn_pipeline.training import TrainPaths, train
+    from maskrcnn_pipeline.train.run import TrainPaths, train
 
     paths = TrainPaths(
         args.images, args.annotations, args.out_dir, args.eval_images, args.eval_annotations

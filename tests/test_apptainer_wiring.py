@@ -1,8 +1,9 @@
 """Our Apptainer wiring, checked with a stand-in for `apptainer`: NOT the image itself.
 
 A real `snakemake --profile profiles/local` (= --use-singularity, --nv, the data bind) runs
-the tiny pipeline with tests/doubles/apptainer.py first on PATH. The double records every call
-and runs the jobs' commands on the host, so these tests see exactly the `apptainer build` and
+the tiny pipeline with tests/support/doubles/apptainer.py first on PATH. The double records
+every call and runs the jobs' commands on the host, so these tests see exactly the
+`apptainer build` and
 `apptainer exec ... --nv ... maskrcnn.sif` command lines Snakemake issues, and that the image
 is built once, listed as every job's input and recorded in provenance. Whether the image
 itself builds and runs is not checked here: there is no Apptainer on these machines.
@@ -24,7 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN, tool_env
-from tests.container_support import Apptainer, executed_rules, rule_of, workflow_copy
+from tests.support.container import Apptainer, executed_rules, rule_of, workflow_copy
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maskrcnn_pipeline.benchmark import latency_figures
+from maskrcnn_pipeline.train.benchmark import latency_figures
 from tests.conftest import REPO, TESTS_DATA, run_script
 
 TINY = ["--config", str(TESTS_DATA / "tiny.yaml"), "--run", "tiny"]

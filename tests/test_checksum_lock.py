@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from maskrcnn_pipeline.checksums import ChecksumLock
+from maskrcnn_pipeline.data.checksums import ChecksumLock
+from maskrcnn_pipeline.data.fetch import ChecksumMismatch, FetchOptions, fetch_trusted
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fetch import ChecksumMismatch, FetchOptions, fetch_trusted
-from maskrcnn_pipeline.testing.http_server import FaultyServer
 from tests.conftest import run_script
+from tests.support.http_server import FaultyServer
 
 DATA = os.urandom(200_000)
 SHA256 = hashlib.sha256(DATA).hexdigest()

@@ -14,8 +14,8 @@ import yaml
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-from maskrcnn_pipeline.cluster import srun_launcher, train_resources
-from maskrcnn_pipeline.config import validate_config
+from maskrcnn_pipeline.workflow.config import validate_config
+from maskrcnn_pipeline.workflow.resources import srun_launcher, train_resources
 from tests.conftest import REPO
 
 MINIMAL = {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
@@ -108,7 +108,7 @@ def test_resources_must_be_positive(key: str) -> None:
 
 
 def test_resources_never_reach_the_training_settings() -> None:
-    from maskrcnn_pipeline.config import train_settings
+    from maskrcnn_pipeline.workflow.config import train_settings
 
     config = validate_config(copy.deepcopy(MINIMAL))
     assert "resources" not in train_settings(config, "r")

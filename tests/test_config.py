@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maskrcnn_pipeline.config import (
+from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.workflow.config import (
     checksums,
     download_files,
     load_config,
@@ -19,7 +20,6 @@ from maskrcnn_pipeline.config import (
     train_settings,
     validate_config,
 )
-from maskrcnn_pipeline.errors import PipelineError
 from tests.conftest import REPO, TESTS_DATA
 
 MINIMAL = {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}

@@ -19,12 +19,12 @@ import pytest
 import yaml
 from spython.main.parse.parsers import SingularityParser
 
-from maskrcnn_pipeline import container
-from maskrcnn_pipeline.config import load_schema
+from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV, container_info, sha256_file
+from maskrcnn_pipeline.workflow.config import load_schema
 from tests.conftest import BIN, REPO
-from tests.container_support import DOUBLE, Apptainer, pyproject, pyproject_pins
+from tests.support.container import DOUBLE, Apptainer, pyproject, pyproject_pins
 
 DEFINITION = REPO / "containers" / "maskrcnn.def"
 #: Pins the image must not install: NGC's own CUDA builds of torch and torchvision stay, and

@@ -12,8 +12,8 @@ from maskrcnn_pipeline.data.coco import CocoInstances, collate
 from maskrcnn_pipeline.data.sampler import GroupedBatchSampler
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from maskrcnn_pipeline.data.transforms import RandomFlips
-from maskrcnn_pipeline.engine import Trainer
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.train.loop import Trainer
 
 
 @pytest.fixture(scope="module")

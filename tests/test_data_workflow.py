@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
-from maskrcnn_pipeline.testing.http_server import FaultyServer
 from tests.conftest import REPO, TESTS_DATA, copy_workflow, run_snakemake
+from tests.support.http_server import FaultyServer
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_download_dataset_is_fetched_unpacked_validated_and_never_redone(
 
     assert job_counts(workdir, *targets) == {}  # nothing reruns when the outputs exist
     # editing the download code does not fetch again; editing the unpack code unpacks again
-    fetch_py = workdir / "maskrcnn_pipeline" / "fetch.py"
+    fetch_py = workdir / "maskrcnn_pipeline" / "data" / "fetch.py"
     fetch_py.write_text(fetch_py.read_text() + "\n# edited\n")
     assert job_counts(workdir, *targets) == {}
     unpack_py = workdir / "scripts" / "unpack.py"

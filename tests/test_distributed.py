@@ -17,9 +17,9 @@ import pytest
 import torch.distributed as dist
 from torch import nn
 
-from maskrcnn_pipeline.distributed import DistInfo, shutdown
-from maskrcnn_pipeline.signals import handling
-from maskrcnn_pipeline.training import STOP_SIGNALS
+from maskrcnn_pipeline.train.distributed import DistInfo, shutdown
+from maskrcnn_pipeline.train.run import STOP_SIGNALS
+from maskrcnn_pipeline.train.signals import handling
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.container_support import pyproject_pins
+from tests.support.container import pyproject_pins
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 HOST_ONLY = re.compile(r"^snakemake.*$")

@@ -31,7 +31,7 @@ from maskrcnn_pipeline.evaluation import (
     write_per_category_csv,
     write_pr_curves_csv,
 )
-from maskrcnn_pipeline.testing.fake_coco import (
+from tests.support.fake_coco import (
     detections_from_ground_truth,
     encode_polygons,
     make_detections,

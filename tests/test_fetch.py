@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from maskrcnn_pipeline.checksums import Checksum, StreamHasher, parse_checksums
+from maskrcnn_pipeline.data.checksums import Checksum, StreamHasher, parse_checksums
+from maskrcnn_pipeline.data.fetch import FetchOptions, fetch
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fetch import FetchOptions, fetch
-from maskrcnn_pipeline.testing.http_server import ETAG, FaultyServer
 from tests.conftest import REPO, run_script, tool_env
+from tests.support.http_server import ETAG, FaultyServer
 
 DATA = os.urandom(300_000)
 MD5 = hashlib.md5(DATA).hexdigest()
@@ -233,7 +233,7 @@ def test_progress_is_logged_without_a_terminal(
     server: FaultyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     options = FetchOptions(chunk_size=16_384, log_interval=0.0, progress_bar=False)
-    with caplog.at_level(logging.INFO, logger="maskrcnn_pipeline.fetch"):
+    with caplog.at_level(logging.INFO, logger="maskrcnn_pipeline.data.fetch"):
         fetch(server.url("coco.zip"), tmp_path / "coco.zip", md5_check(), options)
     assert "coco.zip: 293.0 KiB of 293.0 KiB (100.0%)" in caplog.text
     assert "verified (md5 " in caplog.text

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.launch import check_gpus, first_host, rendezvous_args, torchrun_command
+from maskrcnn_pipeline.train.launch import check_gpus, first_host, rendezvous_args, torchrun_command
 from tests.conftest import REPO, TESTS_DATA, make_tiny_dataset, run_script, tool_env
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maskrcnn_pipeline.config import validate_config
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.nvidia import command as nvidia
 from maskrcnn_pipeline.nvidia.catalog import (
@@ -29,8 +28,9 @@ from maskrcnn_pipeline.nvidia.catalog import (
     set_aside_stale_checkpoints,
 )
 from maskrcnn_pipeline.nvidia.predictions import merge_results
+from maskrcnn_pipeline.workflow.config import validate_config
 from tests.conftest import REPO, run_script
-from tests.nvidia_support import double
+from tests.support.nvidia import double
 
 WEIGHTS = {"R-50.pkl": {"url": "https://example.org/R-50.pkl", "trust_on_first_use": True}}
 BASE = {
@@ -90,7 +90,7 @@ def test_linear_scaling_and_the_mlperf_warmup_follow_our_engine() -> None:
     overrides = dict(nvidia.training_overrides("nv", run))
     assert overrides["SOLVER.IMS_PER_BATCH"] == 12
     assert overrides["SOLVER.BASE_LR"] == pytest.approx(0.12 * 12 / 96)
-    # theirs is absolute, ours scales with the LR (maskrcnn_pipeline/solver.py)
+    # theirs is absolute, ours scales with the LR (maskrcnn_pipeline/train/schedule.py)
     assert overrides["SOLVER.WARMUP_FACTOR"] == pytest.approx(0.0001 * 12 / 96)
     linear = run_of(lambda r: r.update(gpus=1, solver={"warmup_method": "linear"}))
     assert dict(nvidia.training_overrides("nv", linear))["SOLVER.WARMUP_FACTOR"] == 0.0001

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.metrics_log import eval_history, read_metrics_log, training_summary
 from maskrcnn_pipeline.nvidia.logs import (
     final_ap,
     inference_result,
@@ -19,9 +20,8 @@ from maskrcnn_pipeline.nvidia.logs import (
     train_benchmark,
     training_records,
 )
-from maskrcnn_pipeline.report.metrics_log import eval_history, read_metrics_log, training_summary
 from tests.conftest import run_script
-from tests.nvidia_support import dllogger_file, iteration_data
+from tests.support.nvidia import dllogger_file, iteration_data
 
 CONFIG = {"SOLVER": {"IMS_PER_BATCH": 96, "BASE_LR": 0.12}, "MODEL": {"MASK_ON": True}}
 
@@ -177,7 +177,9 @@ def test_inference_logs_become_the_inference_benchmark_shape(tmp_path: Path) -> 
 
 
 def test_same_keys_as_our_benchmarks() -> None:
-    from maskrcnn_pipeline.benchmark import latency_figures  # imports torch (the suite has it)
+    from maskrcnn_pipeline.train.benchmark import (
+        latency_figures,  # imports torch (the suite has it)
+    )
 
     ours_inference = set(latency_figures([0.1, 0.2], 1))
     ours_train = {
@@ -191,7 +193,7 @@ def test_same_keys_as_our_benchmarks() -> None:
         "device",
         "max_memory_mb",
         "data",
-    }  # scripts/benchmark_train.py on a GPU (maskrcnn_pipeline/benchmark.py)
+    }  # scripts/benchmark_train.py on a GPU (maskrcnn_pipeline/train/benchmark.py)
     assert ours_inference <= set(nvidia_inference_keys())
     assert ours_train <= set(nvidia_train_keys())
 

@@ -1,6 +1,7 @@
 """Engine nvidia through the real snakemake CLI: the plan and the exact commands of a COCO run,
 the stop without --use-singularity, and the whole chain on the tiny dataset with stand-ins for
-Apptainer (tests/doubles/apptainer.py) and NVIDIA's code (tests/doubles/nvidia_maskrcnn.py).
+Apptainer (tests/support/doubles/apptainer.py) and NVIDIA's code
+(tests/support/doubles/nvidia_maskrcnn.py).
 
 The stand-ins check how the pipeline calls NVIDIA's code and write what it would write, in
 its formats; NVIDIA's code itself, its image and a GPU are not here.
@@ -21,10 +22,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from maskrcnn_pipeline.report.metrics_log import read_metrics_log
+from maskrcnn_pipeline.metrics_log import read_metrics_log
 from tests.conftest import BIN, REPO, TESTS_DATA
-from tests.container_support import Apptainer, workflow_copy
-from tests.nvidia_support import NVIDIA_DOUBLE
+from tests.support.container import Apptainer, workflow_copy
+from tests.support.nvidia import NVIDIA_DOUBLE
 from tests.test_nvidia_engine import RECIPE_COMMAND
 
 pytestmark = pytest.mark.slow

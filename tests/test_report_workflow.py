@@ -20,7 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from maskrcnn_pipeline.config import load_config, run_config
+from maskrcnn_pipeline.workflow.config import load_config, run_config
 from tests.conftest import (
     COMPARISON_FIGURES,
     COMPARISON_TABLES,

@@ -1,6 +1,6 @@
 """The pipeline through profiles/slurm on a real Slurm: a one-node cluster on loopback.
 
-tests/slurm_cluster.py starts munged, slurmctld and slurmd (Debian's packages, installed by
+tests/support/slurm_cluster.py starts munged, slurmctld and slurmd (Debian's packages, installed by
 .ci/run) with two fake GPUs, and stops them after. The workflow runs the tiny test config
 (tests/data/tiny.yaml: seconds per job), not the 10-minute demo, through profiles/slurm as
 shipped, plus the two flags a cluster without an accounting database needs (squeue for job
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN
-from tests.container_support import Apptainer, executed_rules, rule_of, workflow_copy
-from tests.slurm_cluster import LocalSlurm, local_slurm, why_not_runnable
+from tests.support.container import Apptainer, executed_rules, rule_of, workflow_copy
+from tests.support.slurm_cluster import LocalSlurm, local_slurm, why_not_runnable
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn_pipeline.config import validate_config
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.solver import IterationLR, Schedule, parameter_groups, scaled_lr
+from maskrcnn_pipeline.train.optimizer import IterationLR, parameter_groups
+from maskrcnn_pipeline.train.schedule import Schedule, scaled_lr
+from maskrcnn_pipeline.workflow.config import validate_config
 
 
 def recipe_solver(**overrides: object) -> dict:

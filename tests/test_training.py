@@ -11,13 +11,14 @@ import pytest
 import torch
 import yaml
 
-from maskrcnn_pipeline.config import train_settings, validate_config
-from maskrcnn_pipeline.engine import Trainer
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.hooks import Progress
-from maskrcnn_pipeline.model import build_model
-from maskrcnn_pipeline.solver import IterationLR, Schedule
-from maskrcnn_pipeline.training import TrainingInterrupted, TrainPaths, train
+from maskrcnn_pipeline.model.build import build_model
+from maskrcnn_pipeline.train.hooks import Progress
+from maskrcnn_pipeline.train.loop import Trainer
+from maskrcnn_pipeline.train.optimizer import IterationLR
+from maskrcnn_pipeline.train.run import TrainingInterrupted, TrainPaths, train
+from maskrcnn_pipeline.train.schedule import Schedule
+from maskrcnn_pipeline.workflow.config import train_settings, validate_config
 from tests.conftest import TESTS_DATA, make_tiny_dataset, run_script
 
 

@@ -2,7 +2,7 @@
 
 It answers "how do the runs compare" with the very numbers of the per-run reports: the final
 COCO stats from each run's ``metrics.json`` and the training headline numbers from its
-``metrics.jsonl`` (:func:`~maskrcnn_pipeline.report.metrics_log.training_summary`). Published
+``metrics.jsonl`` (:func:`~maskrcnn_pipeline.metrics_log.training_summary`). Published
 results (by default NVIDIA's COCO 2017 numbers, see the schema's ``report.references``) are
 drawn as reference lines, but only when a compared run was trained on a dataset they were
 measured on: a line at 0.376 means nothing beside a run on the synthetic shapes.
@@ -20,9 +20,9 @@ import pandas as pd
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_text_atomic
+from maskrcnn_pipeline.metrics_log import TrainingLog, read_metrics_log, training_summary
 from maskrcnn_pipeline.report.comparison_figures import comparison_figure_specs
 from maskrcnn_pipeline.report.figures import DrawnFigures, draw_all
-from maskrcnn_pipeline.report.metrics_log import TrainingLog, read_metrics_log, training_summary
 from maskrcnn_pipeline.report.summary import format_duration
 from maskrcnn_pipeline.report.tables import (
     IOU_TYPES,

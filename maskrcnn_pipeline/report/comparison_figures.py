@@ -16,6 +16,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from maskrcnn_pipeline.metrics_log import eval_history
 from maskrcnn_pipeline.report.figures import (
     FigureSpec,
     NothingToPlot,
@@ -23,7 +24,6 @@ from maskrcnn_pipeline.report.figures import (
     smooth,
     style_axes,
 )
-from maskrcnn_pipeline.report.metrics_log import eval_history
 from maskrcnn_pipeline.report.tables import IOU_TYPES, stats_are_percent
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import read_json, write_text_atomic
+from maskrcnn_pipeline.metrics_log import TrainingLog, read_metrics_log
 from maskrcnn_pipeline.report.category_ap import per_category_figure, read_per_category
 from maskrcnn_pipeline.report.figures import FigureSpec, NothingToPlot, draw_all
-from maskrcnn_pipeline.report.metrics_log import TrainingLog, read_metrics_log
 from maskrcnn_pipeline.report.pr_curves import pr_curves_figure, read_pr_curves
 from maskrcnn_pipeline.report.predictions_figure import example_predictions_figure
 from maskrcnn_pipeline.report.summary import FigureLink, Skipped, render_summary

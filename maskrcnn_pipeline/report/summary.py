@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from maskrcnn_pipeline.metrics_log import TrainingLog, eval_history, training_summary
 from maskrcnn_pipeline.provenance import sha256_file
-from maskrcnn_pipeline.report.metrics_log import TrainingLog, eval_history, training_summary
 from maskrcnn_pipeline.report.tables import (
     IOU_TYPES,
     MISSING,

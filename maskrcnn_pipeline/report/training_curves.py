@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from maskrcnn_pipeline.metrics_log import TrainingLog
 from maskrcnn_pipeline.report.figures import (
     NothingToPlot,
     grid_shape,
@@ -17,7 +18,6 @@ from maskrcnn_pipeline.report.figures import (
     plot_smoothed,
     style_axes,
 )
-from maskrcnn_pipeline.report.metrics_log import TrainingLog
 
 TOTAL_LOSS_COLOR = "#222222"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")

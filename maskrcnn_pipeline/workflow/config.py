@@ -21,8 +21,9 @@ import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.nvidia import command as nvidia_command
+from maskrcnn_pipeline.train.schedule import mlperf_warmup_problem
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 #: Synthetic datasets always have exactly these splits.
 SYNTHETIC_SPLITS = ("train", "val")
@@ -301,23 +302,6 @@ def _weights_problems(config: Mapping[str, Any]) -> list[str]:
                         f"use a path outside {WEIGHTS_DIR}/"
                     )
     return problems
-
-
-def mlperf_warmup_problem(solver: Mapping[str, Any]) -> str | None:
-    """NVIDIA's mlperf_linear warmup subtracts warmup_iters x warmup_factor from the LR
-    (absolute, not relative): a value that reaches base_lr would start training at a zero
-    or negative LR, which diverges."""
-    if solver["warmup_method"] != "mlperf_linear":
-        return None
-    drop = solver["warmup_iters"] * solver["warmup_factor"]
-    if drop < solver["base_lr"]:
-        return None
-    return (
-        f"mlperf_linear warmup would start at LR {solver['base_lr']:g} - "
-        f"{solver['warmup_iters']} x {solver['warmup_factor']:g} = {solver['base_lr'] - drop:g} "
-        "(<= 0): warmup_factor is the LR added per iteration; lower it below "
-        "base_lr / warmup_iters, or use warmup_method: linear"
-    )
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:

@@ -5,7 +5,6 @@ Only the main process (rank 0) writes files; every hook is a no-op elsewhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -17,8 +16,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from maskrcnn_pipeline.checkpoint import Checkpointer
-from maskrcnn_pipeline.engine import Hook, StepResult, Trainer
+from maskrcnn_pipeline.metrics_log import append_record, truncate_after
+from maskrcnn_pipeline.train.checkpoint import Checkpointer
+from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class MetricsWriter(Hook):
 
     def before_train(self, trainer: Trainer) -> None:
         if trainer.dist.is_main:
-            truncate_metrics(self.path, trainer.iteration)
+            truncate_after(self.path, trainer.iteration)
         self._started = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -73,25 +73,7 @@ class MetricsWriter(Hook):
             record["max_memory_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
         self._sums, self._count = defaultdict(float), 0
         if trainer.dist.is_main:
-            append_jsonl(self.path, record)
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def truncate_metrics(path: Path, iteration: int) -> None:
-    """Keep only the lines up to ``iteration`` (a resume repeats what came after)."""
-    if not path.is_file():
-        return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line)["iteration"] <= iteration
-    ]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            append_record(self.path, record)
 
 
 class PeriodicCheckpoint(Hook):

@@ -27,31 +27,26 @@ import torch.distributed
 from torch import nn
 from torch.utils.data import DataLoader
 
-from maskrcnn_pipeline.checkpoint import Checkpointer, rng_state, set_rng_state
 from maskrcnn_pipeline.data.coco import CocoInstances, collate
 from maskrcnn_pipeline.data.sampler import GroupedBatchSampler
 from maskrcnn_pipeline.data.transforms import RandomFlips
-from maskrcnn_pipeline.distributed import (
+from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.fileio import atomic_path
+from maskrcnn_pipeline.model.build import build_model
+from maskrcnn_pipeline.provenance import sha256_file, write_provenance
+from maskrcnn_pipeline.train.checkpoint import Checkpointer, rng_state, set_rng_state
+from maskrcnn_pipeline.train.distributed import (
     DistInfo,
     barrier,
     init_distributed,
     shutdown,
     verify_replicas_in_sync,
 )
-from maskrcnn_pipeline.engine import Hook, Trainer
-from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fileio import atomic_path
-from maskrcnn_pipeline.hooks import MetricsWriter, PeriodicCheckpoint, Progress
-from maskrcnn_pipeline.model import build_model
-from maskrcnn_pipeline.provenance import sha256_file, write_provenance
-from maskrcnn_pipeline.signals import handling
-from maskrcnn_pipeline.solver import (
-    IterationLR,
-    Schedule,
-    build_optimizer,
-    parameter_groups,
-    scaled_lr,
-)
+from maskrcnn_pipeline.train.hooks import MetricsWriter, PeriodicCheckpoint, Progress
+from maskrcnn_pipeline.train.loop import Hook, Trainer
+from maskrcnn_pipeline.train.optimizer import IterationLR, build_optimizer, parameter_groups
+from maskrcnn_pipeline.train.schedule import Schedule, scaled_lr
+from maskrcnn_pipeline.train.signals import handling
 
 log = logging.getLogger(__name__)
 
@@ -368,21 +363,25 @@ def periodic_evaluation(
     dataset: CocoInstances,
     metrics: MetricsWriter,
 ) -> list[Hook]:
-    """The evaluation hook when the run asks for one (eval_period > 0)."""
+    """The evaluation hook when the run asks for one (eval_period > 0).
+
+    Imported only then: the workflow leaves the hook's modules (inference, evaluation) out
+    of the train rule's code inputs when eval_period is 0, so editing them cannot retrain a
+    run that never evaluates (workflow/code_inputs.py).
+    """
     if not settings["eval_period"]:
         return []
     if paths.eval_images is None or paths.eval_annotations is None:
         raise PipelineError(
             "eval_period is set: pass the eval split (--eval-images/--eval-annotations)"
         )
-    from maskrcnn_pipeline.periodic_eval import PeriodicEvaluation
-    from maskrcnn_pipeline.predict import images_from_annotations
+    from maskrcnn_pipeline.train.evaluation_hook import PeriodicEvaluation
 
     return [
-        PeriodicEvaluation(
+        PeriodicEvaluation.for_split(
             model=model,
             categories=dataset.categories,
-            entries=images_from_annotations(paths.eval_images, paths.eval_annotations),
+            images=paths.eval_images,
             annotations=paths.eval_annotations,
             settings=settings,
             metrics_path=metrics.path,

@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.signals import handling
+from maskrcnn_pipeline.train.signals import handling
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from maskrcnn_pipeline.data.coco import Target
-from maskrcnn_pipeline.distributed import DistInfo
-from maskrcnn_pipeline.engine import AUTOCAST_DTYPES, Batch, Trainer
-from maskrcnn_pipeline.model import configure_inference
+from maskrcnn_pipeline.model.build import configure_inference
+from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
+from maskrcnn_pipeline.train.distributed import DistInfo
+from maskrcnn_pipeline.train.loop import Batch, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def synthetic_batches(
 
 def benchmark_device(settings: Mapping[str, Any]) -> torch.device:
     """The run's device, with its thread count applied (as training and predict do)."""
-    from maskrcnn_pipeline.training import select_device
+    from maskrcnn_pipeline.train.run import select_device
 
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
@@ -80,7 +81,7 @@ def benchmark_training(
     warmup: int,
 ) -> dict[str, Any]:
     """Images/s and ms/iteration of ``iterations`` training steps after ``warmup`` steps."""
-    from maskrcnn_pipeline.training import build_components
+    from maskrcnn_pipeline.train.run import build_components
 
     components = build_components(settings, num_classes, device, DistInfo())
     trainer = Trainer(
@@ -184,7 +185,7 @@ def real_batches(
     settings: Mapping[str, Any], images: Path, annotations: Path
 ) -> tuple[Iterator[Batch], int]:
     """Batches of a real COCO-format split through the training data pipeline."""
-    from maskrcnn_pipeline.training import TrainPaths, make_loader, training_dataset
+    from maskrcnn_pipeline.train.run import TrainPaths, make_loader, training_dataset
 
     dataset = training_dataset(settings, TrainPaths(images, annotations, Path(".")))
     return iter(make_loader(dataset, settings, DistInfo(), 0)), len(dataset.categories)

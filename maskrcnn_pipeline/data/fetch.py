@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from maskrcnn_pipeline.checksums import (
+from maskrcnn_pipeline.data.checksums import (
     CHUNK_SIZE,
     Checksum,
     ChecksumLock,

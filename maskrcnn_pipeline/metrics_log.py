@@ -1,4 +1,8 @@
-"""Reading ``train/metrics.jsonl``: training lines and interleaved evaluation lines.
+"""``train/metrics.jsonl``: training lines and interleaved evaluation lines.
+
+This module alone knows the file's format: training appends to it (:func:`append_record`),
+a resume truncates it (:func:`truncate_after`), and the reports read it
+(:func:`read_metrics_log`).
 
 Every line is checked as it is read, so a malformed one stops the report with the file and
 line number instead of surfacing later as a puzzling gap in a plot. Keys that only some runs
@@ -158,3 +162,21 @@ def _is_int(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     """Ints and floats, NaN included (a diverged loss is data), but not booleans."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def truncate_after(path: Path, iteration: int) -> None:
+    """Keep only the lines up to ``iteration`` (a resume repeats what came after)."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["iteration"] <= iteration
+    ]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

@@ -1,6 +1,6 @@
 """What the tests of engine nvidia share: the stand-in for NVIDIA's code and its log format.
 
-tests/doubles/nvidia_maskrcnn.py plays ``torchrun`` + NVIDIA's train_net.py/test_net.py; it
+tests/support/doubles/nvidia_maskrcnn.py plays ``torchrun`` + NVIDIA's train_net.py/test_net.py; it
 also writes dllogger lines, which the parser tests reuse so both follow one statement of
 NVIDIA's format. Kept out of conftest.py so the shared fixtures stay as they are.
 """
@@ -16,8 +16,9 @@ from typing import Any
 
 from tests.conftest import REPO
 
-#: tests/doubles/nvidia_maskrcnn.py: NOT NVIDIA's code; checks our calls, writes their files.
-NVIDIA_DOUBLE = REPO / "tests" / "doubles" / "nvidia_maskrcnn.py"
+#: tests/support/doubles/nvidia_maskrcnn.py: NOT NVIDIA's code; checks our calls, writes
+#: their files.
+NVIDIA_DOUBLE = REPO / "tests" / "support" / "doubles" / "nvidia_maskrcnn.py"
 
 
 @cache

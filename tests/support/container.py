@@ -17,8 +17,8 @@ from typing import Any
 
 from tests.conftest import REPO, TESTS_DATA, copy_workflow, tool_env
 
-#: tests/doubles/apptainer.py: records its calls, runs `exec`'s command on the host.
-DOUBLE = REPO / "tests" / "doubles" / "apptainer.py"
+#: tests/support/doubles/apptainer.py: records its calls, runs `exec`'s command on the host.
+DOUBLE = REPO / "tests" / "support" / "doubles" / "apptainer.py"
 #: Besides conftest.WORKFLOW_PARTS, a run with --use-singularity reads these.
 CONTAINER_PARTS = ("containers", "envs")
 

@@ -1,7 +1,7 @@
 """The training loop: one function per phase, periodic work in hooks.
 
 :meth:`Trainer.run` reads like the algorithm (fetch a batch, one optimisation step, tell the
-hooks); metric logging, checkpoints and progress are hooks (:mod:`maskrcnn_pipeline.hooks`)
+hooks); metric logging, checkpoints and progress are hooks (:mod:`maskrcnn_pipeline.train.hooks`)
 in the style of Detectron2, not branches inside the loop.
 """
 
@@ -19,14 +19,14 @@ from torch import nn
 
 from maskrcnn_pipeline.data.coco import Target
 from maskrcnn_pipeline.data.transforms import decode_on_device, is_encoded
-from maskrcnn_pipeline.distributed import DistInfo, all_reduce_mean
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.solver import IterationLR
+from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
+from maskrcnn_pipeline.train.distributed import DistInfo, all_reduce_mean
+from maskrcnn_pipeline.train.optimizer import IterationLR
 
 log = logging.getLogger(__name__)
 
 Batch = tuple[list[torch.Tensor], list[Target]]
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass

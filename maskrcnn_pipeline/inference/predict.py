@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.data.coco import load_coco, read_image
-from maskrcnn_pipeline.engine import AUTOCAST_DTYPES
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
-from maskrcnn_pipeline.model import build_model, configure_inference
+from maskrcnn_pipeline.model.build import build_model, configure_inference
+from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
 
 log = logging.getLogger(__name__)
 

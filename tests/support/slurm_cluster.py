@@ -35,7 +35,7 @@ from pathlib import Path
 #: The binaries of Debian's munge, slurmctld, slurmd and slurm-client packages.
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "scontrol")
 CONF_DIR = Path("/etc/slurm")
-MARKER = "# written by maskrcnn-pipeline tests/slurm_cluster.py: removed when the test ends"
+MARKER = "# written by maskrcnn-pipeline tests/support/slurm_cluster.py: removed when the test ends"
 LOCK = Path(tempfile.gettempdir()) / "maskrcnn-slurm-test.lock"
 GPUS = 2
 #: Job states of jobs that still hold (or wait for) the node.

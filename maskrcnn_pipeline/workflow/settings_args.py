@@ -16,8 +16,13 @@ from typing import Any
 import yaml
 
 from maskrcnn_pipeline.cli import json_option
-from maskrcnn_pipeline.config import load_config, predict_settings, run_config, train_settings
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.workflow.config import (
+    load_config,
+    predict_settings,
+    run_config,
+    train_settings,
+)
 
 _SELECTORS = {
     "train": train_settings,

@@ -18,11 +18,16 @@ import torch
 import torch.distributed as dist
 
 from maskrcnn_pipeline.data.coco import Categories
-from maskrcnn_pipeline.engine import Hook, StepResult, Trainer
 from maskrcnn_pipeline.evaluation import evaluate_coco
-from maskrcnn_pipeline.hooks import append_jsonl
-from maskrcnn_pipeline.model import inference_mode
-from maskrcnn_pipeline.predict import ImageEntry, Predictor, predict_entries
+from maskrcnn_pipeline.inference.predict import (
+    ImageEntry,
+    Predictor,
+    images_from_annotations,
+    predict_entries,
+)
+from maskrcnn_pipeline.metrics_log import EVAL_KEY, append_record
+from maskrcnn_pipeline.model.build import inference_mode
+from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +68,18 @@ class PeriodicEvaluation(Hook):
         self.metrics_path = metrics_path
         self.workers = workers
 
+    @classmethod
+    def for_split(cls, *, images: Path, annotations: Path, **kwargs: Any) -> PeriodicEvaluation:
+        """The hook for an eval split on disk (its images listed in its annotation file)."""
+        entries = images_from_annotations(images, annotations)
+        return cls(entries=entries, annotations=annotations, **kwargs)
+
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
         if result.iteration % self.period or trainer.interrupted:
             return
         stats = self.evaluate(trainer)
         if trainer.dist.is_main:
-            append_jsonl(self.metrics_path, {"iteration": result.iteration, "eval": stats})
+            append_record(self.metrics_path, {"iteration": result.iteration, EVAL_KEY: stats})
             log.info(
                 "iteration %d: bbox AP %.4f, segm AP %.4f",
                 result.iteration,

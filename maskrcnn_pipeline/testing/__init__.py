@@ -1,1 +1,0 @@
-"""Helpers for tests and benchmarks: synthetic data that needs no download."""
