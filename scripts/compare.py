@@ -18,7 +18,7 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import json_option, run_cli
 from maskrcnn_pipeline.report.comparison import INFO_COLUMNS, RunInputs, build_comparison
 from maskrcnn_pipeline.report.figures import add_placeholders_argument
-from maskrcnn_pipeline.workflow.config import schema_default
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 logger = logging.getLogger("compare")
 

@@ -23,7 +23,7 @@ from maskrcnn_pipeline.report.comparison import (
     read_runs,
 )
 from maskrcnn_pipeline.report.comparison_figures import ap_history_figure, stats_bars_figure
-from maskrcnn_pipeline.workflow.config import schema_default
+from maskrcnn_pipeline.workflow.schema import schema_default
 from tests.conftest import COMPARISON_FIGURES, COMPARISON_TABLES, html_tables, run_script
 from tests.test_report import PNG_SIGNATURE, coco_stats, write_json, write_metrics_log
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 from spython.main.parse.parsers import SingularityParser
 
-from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.provenance import sha256_file
-from maskrcnn_pipeline.workflow.config import load_schema
+from maskrcnn_pipeline.workflow import images as container
+from maskrcnn_pipeline.workflow.schema import load_schema
 from tests.conftest import REPO
 from tests.support.container import Apptainer
 from tests.test_container import body_lines, fake_apptainer, sections  # noqa: F401 (fixture)

@@ -22,6 +22,9 @@ from pathlib import Path
 #: The project's own package: its modules are code inputs; other imports are software
 #: environment (the container or the venv), tracked by Snakemake's software-env trigger.
 PACKAGE = "maskrcnn_pipeline"
+#: Modules a script imports only when run by hand (``--config FILE --run NAME``): a rule's
+#: job always gets its settings as JSON, so these are no code input of any rule.
+BY_HAND_ONLY = frozenset({"maskrcnn_pipeline.workflow.config"})
 
 
 def _module_file(root: Path, module: str) -> Path | None:
@@ -84,11 +87,11 @@ def _closure(root: Path, start: Path, without: frozenset[str]) -> tuple[str, ...
 
 
 def code_inputs(root: str | Path, script: str, without: Collection[str] = ()) -> list[str]:
-    """``script`` (relative to ``root``, the workflow's folder) and every project module it
-    can import, as paths relative to ``root``; ``without`` modules and what only they
-    import are left out."""
+    """``script`` (relative to ``root``, the workflow's folder) and every project module its
+    job can import, as paths relative to ``root``; ``without`` modules, the
+    :data:`BY_HAND_ONLY` ones, and what only they import are left out."""
     root = Path(root).resolve()
-    return list(_closure(root, root / script, frozenset(without)))
+    return list(_closure(root, root / script, BY_HAND_ONLY.union(without)))
 
 
 def module_inputs(root: str | Path, module: str) -> list[str]:

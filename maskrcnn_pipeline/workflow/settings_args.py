@@ -17,18 +17,6 @@ import yaml
 
 from maskrcnn_pipeline.cli import json_option
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.workflow.config import (
-    load_config,
-    predict_settings,
-    run_config,
-    train_settings,
-)
-
-_SELECTORS = {
-    "train": train_settings,
-    "predict": predict_settings,
-    "run": lambda config, run: copy.deepcopy(run_config(config, run)),
-}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
@@ -41,11 +29,24 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> Non
 
 
 def resolve_settings(args: argparse.Namespace, *, kind: str) -> dict[str, Any]:
+    """The settings of a job: the rule's JSON, or a run of a config file given by hand.
+
+    The config's validation is imported only by hand: a rule always passes --settings, so
+    the validation code is no code input of the rules' jobs (workflow/code_inputs.py
+    BY_HAND_ONLY) and editing it reruns nothing; the settings it selects are params.
+    """
     if args.settings is not None:
         return json_option(args.settings, "--settings")
     if args.config is None or args.run is None:
         raise PipelineError("give --settings JSON, or both --config FILE and --run NAME")
-    return _SELECTORS[kind](load_config(args.config), args.run)
+    from maskrcnn_pipeline.workflow import config
+
+    selectors = {
+        "train": config.train_settings,
+        "predict": config.predict_settings,
+        "run": lambda loaded, run: copy.deepcopy(config.run_config(loaded, run)),
+    }
+    return selectors[kind](config.load_config(args.config), args.run)
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
