@@ -2,6 +2,8 @@
 # Every stage is a rule with file targets; see README.md ("How it works").
 from snakemake.utils import min_version
 
+from maskrcnn_pipeline.workflow.config import SAFE_NAME
+
 min_version("9.0")
 
 
@@ -14,14 +16,15 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
-# Run, dataset and split names become paths: keep them to safe characters.
+# Run, dataset, split, file, inference and image names become paths: only safe names, never
+# '.', '..' or a hidden name (maskrcnn_pipeline/names.py; the schema refuses them first).
 wildcard_constraints:
-    run=r"[A-Za-z0-9_.-]+",
-    dataset=r"[A-Za-z0-9_.-]+",
-    split=r"[A-Za-z0-9_.-]+",
-    file=r"[A-Za-z0-9_.-]+",
-    inference=r"[A-Za-z0-9_.-]+",
-    image=r"[A-Za-z0-9_.-]+",
+    run=SAFE_NAME,
+    dataset=SAFE_NAME,
+    split=SAFE_NAME,
+    file=SAFE_NAME,
+    inference=SAFE_NAME,
+    image=SAFE_NAME,
 
 
 include: "rules/container.smk"

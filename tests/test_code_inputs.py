@@ -177,7 +177,7 @@ def test_the_workflow_package_never_imports_torch() -> None:
 #: Layers from the bottom up: a module may import its own layer and the ones below, never
 #: one above (DESIGN: scripts -> stage packages -> small shared pieces).
 LAYERS = [
-    {"errors", "fileio", "cli", "provenance", "metrics_log"},
+    {"errors", "fileio", "cli", "provenance", "metrics_log", "names"},
     {"data"},
     {"model"},
     {"evaluation"},

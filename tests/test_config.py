@@ -97,7 +97,7 @@ def test_bad_values_name_the_key(path: tuple[str, ...], value: object, expected:
 def test_bad_names_are_rejected() -> None:
     config = copy.deepcopy(MINIMAL)
     config["runs"]["bad/name"] = {"dataset": "d"}
-    assert "name 'bad/name' must match" in error_of(config)
+    assert "name 'bad/name' is not allowed" in error_of(config)
 
 
 def test_run_must_name_a_dataset_and_its_splits() -> None:

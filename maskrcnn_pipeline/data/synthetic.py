@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from pycocotools import mask as mask_utils
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
+from maskrcnn_pipeline.names import SAFE_NAME_RULE, is_safe_name
 
 CATEGORIES: tuple[str, ...] = ("circle", "square", "triangle", "star")
 """Class names; category ids are their position + 1 (COCO ids start at 1, 0 is background)."""
@@ -58,7 +58,6 @@ LAYOUT_ATTEMPTS = 100
 ANNOTATIONS_DIR = "annotations"
 """Folder under the dataset root that holds ``<split>.json``; not usable as a split name."""
 
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the pipeline's wildcard constraint
 _STAR_INNER_RADIUS = 0.45  # deep enough notches that a small star is no blob
 _CIRCLE_VERTICES = 32  # under 0.25 px from a true circle at 90 px
 
@@ -418,10 +417,9 @@ def _check_splits(splits: Mapping[str, int]) -> dict[str, int]:
         raise PipelineError("splits is empty: give at least one split, e.g. {'train': 800}")
     checked: dict[str, int] = {}
     for name, count in splits.items():
-        if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name) or name == ANNOTATIONS_DIR:
+        if not isinstance(name, str) or not is_safe_name(name) or name == ANNOTATIONS_DIR:
             raise PipelineError(
-                f"splits: bad split name {name!r}: use letters, digits, '_', '.' or '-'"
-                f" (and not {ANNOTATIONS_DIR!r})"
+                f"splits: bad split name {name!r}: {SAFE_NAME_RULE} (and not {ANNOTATIONS_DIR!r})"
             )
         checked[name] = _require_int(f"splits[{name!r}]", count, 1)
     return checked

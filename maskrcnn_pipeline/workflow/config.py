@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.names import SAFE_NAME, SAFE_NAME_RULE, is_safe_name
 from maskrcnn_pipeline.nvidia import command as nvidia_command
 from maskrcnn_pipeline.train.schedule import mlperf_warmup_problem
 from maskrcnn_pipeline.workflow.schema import SCHEMA_PATH, load_schema
@@ -80,11 +81,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
         unknown = sorted(key for key in error.instance if key not in known)
         hint = f"allowed keys: {', '.join(allowed)}" if allowed else "no other keys are allowed"
         return f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; {hint}"
-    if "propertyNames" in error.absolute_schema_path:
-        return f"{where}: name {error.instance!r} must match [A-Za-z0-9_.-]+"
+    if "propertyNames" in error.absolute_schema_path or _is_name_error(error):
+        return f"{where}: name {error.instance!r} is not allowed: {SAFE_NAME_RULE}"
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not allowed; choose one of {error.validator_value}"
     return f"{where}: {error.message}"
+
+
+def _is_name_error(error: jsonschema.ValidationError) -> bool:
+    return error.validator == "pattern" and error.validator_value == f"^{SAFE_NAME}$"
 
 
 def _schema_errors(config: dict[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -190,6 +195,12 @@ def _image_problems(config: Mapping[str, Any]) -> list[str]:
     settings = {"container": container, "container.nvidia": container["nvidia"]}
     for where, entry in settings.items():
         name = Path(entry["image"]).stem
+        if not is_safe_name(name):
+            problems.append(
+                f"{where}.image: {entry['image']!r}: its record is {IMAGE_DIR}/<name>.json and "
+                f"the name {name!r} is not allowed: {SAFE_NAME_RULE}"
+            )
+            continue
         if entry["build"] and posixpath.normpath(entry["image"]) != f"{IMAGE_DIR}/{name}.sif":
             problems.append(
                 f"{where}.image: {entry['image']!r}: an image the workflow builds is "
