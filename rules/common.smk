@@ -361,7 +361,8 @@ EVALUATION_HOOK = "maskrcnn_pipeline.train.evaluation_hook"
 
 def train_code(settings):
     """The training code of a run: without the evaluation hook's modules when eval_period
-    is 0, so editing predict or evaluation never retrains a run that does not evaluate."""
+    is 0, so editing predict or evaluation never retrains a run that does not evaluate.
+    """
     return code("train", without=() if settings["eval_period"] else (EVALUATION_HOOK,))
 
 
@@ -371,7 +372,14 @@ def train_eval_args(wildcards):
     if not run_config(config, wildcards.run)["eval_period"]:
         return ""
     evaluation = split_of(wildcards.run, "eval_split")
-    return f"--eval-images {evaluation['images']} --eval-annotations {evaluation['annotations']}"
+    return shlex.join(
+        [
+            "--eval-images",
+            evaluation["images"],
+            "--eval-annotations",
+            evaluation["annotations"],
+        ]
+    )
 
 
 def train_threads(wildcards):
