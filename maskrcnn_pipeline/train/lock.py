@@ -1,0 +1,55 @@
+"""One trainer per run folder: an exclusive lock that names the process holding it.
+
+Two trainers in one run folder write the same checkpoints and metrics log (after a killed
+Snakemake, ``--unlock`` and ``--rerun-incomplete`` used to start a second one beside the
+orphaned first). The first trainer takes an ``flock`` on ``checkpoints/trainer.lock`` and
+writes its PID there; a second one stops at once with that PID in its message. The kernel
+releases the lock when the holder exits, however it exits (kill -9 included), so a stale
+lock file never blocks a later run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from maskrcnn_pipeline.errors import PipelineError
+
+LOCK_NAME = "trainer.lock"
+
+
+def holder_of(path: Path) -> int | None:
+    """The PID written in a lock file, if one is readable there."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def run_lock(checkpoints: Path) -> Iterator[Path]:
+    """Hold the run's trainer lock for the duration of the block."""
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    path = checkpoints / LOCK_NAME
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole block)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = holder_of(path)
+            who = f"process {pid}" if pid else "another process"
+            raise PipelineError(
+                f"{path}: {who} is training this run already (it holds the run's lock). "
+                f"Wait for it to finish, or stop it first (`kill -TERM {pid or '<pid>'}` "
+                "saves a checkpoint), then run again: it resumes from the last checkpoint"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # releases the flock
