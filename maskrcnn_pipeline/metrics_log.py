@@ -13,6 +13,7 @@ are skipped.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 import pandas as pd
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.fileio import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 EVAL_KEY = "eval"
 
@@ -171,12 +175,27 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def truncate_after(path: Path, iteration: int) -> None:
-    """Keep only the lines up to ``iteration`` (a resume repeats what came after)."""
+    """Keep only the lines up to ``iteration``: a resume logs what came after again.
+
+    The live log is appended to while training runs, so a kill -9 or a full disk during an
+    append can leave a torn last line: it is dropped with a warning naming the file (the
+    resumed training logs its iteration again). A malformed line anywhere else means the file
+    was edited, and stops the resume with the file and line named.
+    """
     if not path.is_file():
         return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line)["iteration"] <= iteration
-    ]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = _parse_line(line, f"{path}:{number}")
+        except PipelineError as error:
+            if number != len(lines):
+                raise
+            log.warning("%s; dropped it (a write interrupted by a crash or a full disk)", error)
+            continue
+        if record["iteration"] <= iteration:
+            kept.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
