@@ -1,29 +1,55 @@
-"""Resumable training state on disk: atomic checkpoints, the newest K kept.
+"""Resumable training state on disk: atomic checkpoints, the newest K kept, none trusted.
 
 Checkpoints live in ``<train dir>/checkpoints/``, outside the rule's declared outputs, so a
 failed or killed job never loses them (Snakemake deletes only declared outputs). A
 ``last_checkpoint`` file names the newest complete one, as in NVIDIA's code; it is written
 after the checkpoint itself, so it never points at a partial file.
+
+Each checkpoint has a ``.sha256`` beside it, written after it: a resume loads only a file
+whose bytes match (a bit flip mid-file would otherwise load silently). A file that does not
+match, has no digest, cannot be unpickled or lacks a key training needs is set aside as
+``<name>.corrupt`` (never deleted: it may be worth a look) and the next older one is tried.
+Files are serialised in memory first (:func:`save_torch`), so the same state always gives
+the same bytes: torch.save to a file records the file's (temporary) name inside the archive.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import random
 import re
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from maskrcnn_pipeline.fileio import atomic_path, write_text_atomic
+from maskrcnn_pipeline.fileio import write_bytes_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^model_(\d{7})\.pth$")
 LAST = "last_checkpoint"
+DIGEST_SUFFIX = ".sha256"
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``obj`` as torch.save writes it, the same bytes for the same content."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def save_torch(obj: Any, path: str | Path) -> str:
+    """Write ``obj`` atomically and byte-reproducibly; return the file's sha256."""
+    data = torch_bytes(obj)
+    write_bytes_atomic(path, lambda handle: handle.write(data))
+    return hashlib.sha256(data).hexdigest()
 
 
 def rng_state() -> dict[str, Any]:
@@ -55,10 +81,15 @@ class Checkpointer:
         return self.directory / f"model_{iteration:07d}.pth"
 
     def save(self, iteration: int, state: dict[str, Any]) -> Path:
-        """Write the checkpoint atomically, point last_checkpoint at it, prune old ones."""
+        """Write the checkpoint and its digest atomically, point last_checkpoint at it, prune
+        old ones."""
         path = self.path_for(iteration)
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        data = torch_bytes(state)
+        # The digest first: a checkpoint that exists under its name always has one, so a
+        # kill between the two writes never makes a good checkpoint look incomplete.
+        digest = hashlib.sha256(data).hexdigest()
+        write_text_atomic(_digest_path(path), f"{digest}  {path.name}\n")
+        write_bytes_atomic(path, lambda handle: handle.write(data))
         write_text_atomic(self.directory / LAST, path.name + "\n")
         self._prune()
         log.info("saved checkpoint %s", path)
@@ -73,6 +104,7 @@ class Checkpointer:
     def _prune(self) -> None:
         for old in self.existing()[: -self.keep]:
             old.unlink(missing_ok=True)
+            _digest_path(old).unlink(missing_ok=True)
 
     def retire(self) -> Path | None:
         """Move the checkpoints aside (to ``<dir>.previous``, replacing an older one) when
@@ -94,8 +126,9 @@ class Checkpointer:
         existing = self.existing()
         return existing[-1] if existing else None
 
-    def load_latest(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint; an unreadable one is reported and skipped."""
+    def load_latest(self, required: Collection[str] = ("iteration",)) -> dict[str, Any] | None:
+        """The newest checkpoint that is intact and has the ``required`` keys; every one that
+        is not is set aside (``.corrupt``, logged) and the next older one is tried."""
         candidates = self.existing()
         latest = self.latest()
         if latest is not None and latest in candidates:
@@ -103,10 +136,43 @@ class Checkpointer:
             candidates.append(latest)
         for path in reversed(candidates):
             try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
-            except (RuntimeError, EOFError, OSError) as exc:
-                log.warning("skipping unreadable checkpoint %s (%s)", path, exc)
+                state = _load_verified(path, required)
+            except CorruptCheckpoint as problem:
+                aside = path.with_name(path.name + CORRUPT_SUFFIX)
+                path.rename(aside)
+                _digest_path(path).unlink(missing_ok=True)
+                log.warning("set aside checkpoint %s as %s: %s", path, aside.name, problem)
                 continue
             log.info("resuming from %s (iteration %d)", path, state["iteration"])
             return state
         return None
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint that cannot be trusted; the message says why."""
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _load_verified(path: Path, required: Collection[str]) -> dict[str, Any]:
+    """Load ``path`` if its bytes match its digest and it holds the ``required`` keys."""
+    try:
+        recorded = _digest_path(path).read_text(encoding="utf-8").split()[0]
+    except (OSError, IndexError):
+        raise CorruptCheckpoint(
+            f"no {DIGEST_SUFFIX} beside it (a save that did not finish)"
+        ) from None
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != recorded:
+        raise CorruptCheckpoint(f"its sha256 is {actual}, its {DIGEST_SUFFIX} says {recorded}")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file cannot be resumed
+        raise CorruptCheckpoint(f"unreadable ({type(exc).__name__}: {exc})") from exc
+    missing = [key for key in required if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CorruptCheckpoint(f"missing {', '.join(missing)}")
+    return state

@@ -2,7 +2,8 @@
 
 Two trainers in one run folder write the same checkpoints and metrics log (after a killed
 Snakemake, ``--unlock`` and ``--rerun-incomplete`` used to start a second one beside the
-orphaned first). The first trainer takes an ``flock`` on ``checkpoints/trainer.lock`` and
+orphaned first). The first trainer takes an ``flock`` on ``trainer.lock`` in the run's train
+folder (not in checkpoints/, which a change of settings moves aside) and
 writes its PID there; a second one stops at once with that PID in its message. The kernel
 releases the lock when the holder exits, however it exits (kill -9 included), so a stale
 lock file never blocks a later run.
@@ -30,10 +31,10 @@ def holder_of(path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def run_lock(checkpoints: Path) -> Iterator[Path]:
+def run_lock(folder: Path) -> Iterator[Path]:
     """Hold the run's trainer lock for the duration of the block."""
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    path = checkpoints / LOCK_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole block)
     try:
         try:
