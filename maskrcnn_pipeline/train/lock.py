@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from maskrcnn_pipeline.errors import PipelineError
 LOCK_NAME = "trainer.lock"
 
 
-def holder_of(path: Path) -> int | None:
-    """The PID written in a lock file, if one is readable there."""
+def holder_of(path: Path) -> tuple[int, str] | None:
+    """(PID, host) of the trainer a lock file names, if it names one. Torch-free: the
+    workflow reads it to stop its own trainers (workflow/stop_signals.py)."""
     try:
-        return int(path.read_text().strip())
+        pid, host = path.read_text(encoding="utf-8").split()[:2]
+        return int(pid), host
     except (OSError, ValueError):
         return None
 
@@ -40,16 +43,17 @@ def run_lock(folder: Path) -> Iterator[Path]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = holder_of(path)
-            who = f"process {pid}" if pid else "another process"
+            holder = holder_of(path)
+            who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+            pid = holder[0] if holder else "<pid>"
             raise PipelineError(
                 f"{path}: {who} is training this run already (it holds the run's lock). "
-                f"Wait for it to finish, or stop it first (`kill -TERM {pid or '<pid>'}` "
-                "saves a checkpoint), then run again: it resumes from the last checkpoint"
+                f"Wait for it to finish, or stop it first (`kill -TERM {pid}` saves a "
+                "checkpoint), then run again: it resumes from the last checkpoint"
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"{os.getpid()}\n")
+        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
         handle.flush()
         yield path
     finally:
