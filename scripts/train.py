@@ -4,7 +4,9 @@
 One process per GPU of the run (or cpu_processes on the CPU): with more than one, this
 script starts torchrun on itself. Settings come either as the JSON the Snakemake rule passes
 (--settings) or from a config file and a run name (--config/--run, validated).
-SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number.
+SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number. A checkpoint is
+resumed only when written with the same settings, data and code (the import closure of this
+script, as the train rule lists it); otherwise it is moved to checkpoints.previous.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
+
+#: The workflow's folder: the training code's paths are relative to it.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -73,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = TrainPaths(
         args.images, args.annotations, args.out_dir, args.eval_images, args.eval_annotations
     )
-    train(settings, paths)
+    # The code this process runs, as the train rule lists it: a checkpoint of other code
+    # is set aside instead of resumed.
+    train(settings, paths, code_digest=code_digest(ROOT, train_code(ROOT, settings)))
     return 0
 
 

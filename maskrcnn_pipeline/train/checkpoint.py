@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed
 
 from maskrcnn_pipeline.fileio import atomic_path, write_text_atomic
+from maskrcnn_pipeline.train.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states(dist: DistInfo) -> list[dict[str, Any]]:
+    """Every process's RNG state (the RPN/RoI samplers draw from them), for rank 0 to save.
+
+    A collective: every process must call it.
+    """
+    state = rng_state()
+    if not dist.distributed:
+        return [state]
+    states: list[Any] = [None] * dist.world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def restore_rng_states(states: list[dict[str, Any]], dist: DistInfo) -> None:
+    """This process's RNG state from :func:`gather_rng_states`; a checkpoint of another
+    number of processes has no state for this one, so the RNG is left as seeded."""
+    if len(states) == dist.world_size:
+        set_rng_state(states[dist.rank])
+    else:
+        log.warning(
+            "checkpoint holds RNG states of %d processes, this run has %d: RNG not restored",
+            len(states),
+            dist.world_size,
+        )
 
 
 class Checkpointer:
@@ -107,6 +135,6 @@ class Checkpointer:
             except (RuntimeError, EOFError, OSError) as exc:
                 log.warning("skipping unreadable checkpoint %s (%s)", path, exc)
                 continue
-            log.info("resuming from %s (iteration %d)", path, state["iteration"])
+            log.info("read checkpoint %s (iteration %d)", path, state["iteration"])
             return state
         return None
