@@ -36,7 +36,11 @@ from maskrcnn_pipeline.workflow.images import (
     unset_variables,
 )
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.workflow.code_inputs import code_inputs, module_inputs, train_code
+from maskrcnn_pipeline.workflow.code_inputs import (
+    code_inputs,
+    module_inputs,
+    train_code,
+)
 from maskrcnn_pipeline.nvidia import command as nvidia
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
 
