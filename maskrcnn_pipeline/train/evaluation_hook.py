@@ -4,8 +4,8 @@ Every ``eval_period`` iterations each process predicts its share of the eval spl
 current weights; rank 0 gathers the results and computes the COCO metrics, and the hook
 publishes them (:meth:`Trainer.publish`) for the metrics writer to log as
 ``{"iteration": N, "eval": {"bbox": {...}, "segm": {...}}}`` (the report plots AP against
-iteration from it). When every configured target AP is reached,
-training ends there, as NVIDIA's MLPerf runs do (``--min_bbox_map``/``--min_mask_map``).
+iteration from it). When every configured target AP is reached, training ends there, as
+NVIDIA's MLPerf runs do (``--min_bbox_map``/``--min_mask_map``).
 """
 
 from __future__ import annotations
