@@ -1,8 +1,11 @@
 # A reproducible Mask R-CNN pipeline: data -> train -> predict -> evaluate -> report.
 # Every stage is a rule with file targets; see README.md ("How it works").
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 from maskrcnn_pipeline.workflow.config import SAFE_NAME
+from maskrcnn_pipeline.workflow.stop_signals import forward_stop_signals
 
 min_version("9.0")
 
@@ -34,6 +37,12 @@ include: "rules/nvidia.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/inference.smk"
+
+
+# Stopping Snakemake (SIGTERM, SIGINT) first asks its trainers to checkpoint and stop: on its
+# own, Snakemake waits hours for a running training (SIGTERM) or abandons it (SIGINT).
+onstart:
+    forward_stop_signals(lambda: Path("results").glob("*/train/trainer.lock"))
 
 
 rule all:

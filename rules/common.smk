@@ -36,7 +36,11 @@ from maskrcnn_pipeline.workflow.images import (
     unset_variables,
 )
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.workflow.code_inputs import code_inputs, module_inputs
+from maskrcnn_pipeline.workflow.code_inputs import (
+    code_inputs,
+    module_inputs,
+    train_code,
+)
 from maskrcnn_pipeline.nvidia import command as nvidia
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
 
@@ -347,23 +351,11 @@ def train_inputs(wildcards):
     settings = run_config(config, wildcards.run)
     inputs = {
         "dataset": validation_report(settings["dataset"]),
-        "code": train_code(settings),
+        "code": train_code(workflow.basedir, settings),
     }
     if settings["model"]["backbone_weights"]:
         inputs["weights"] = settings["model"]["backbone_weights"]
     return inputs
-
-
-#: Training imports its evaluation hook (and through it inference and evaluation) only when
-#: the run evaluates periodically (train/run.py: periodic_evaluation).
-EVALUATION_HOOK = "maskrcnn_pipeline.train.evaluation_hook"
-
-
-def train_code(settings):
-    """The training code of a run: without the evaluation hook's modules when eval_period
-    is 0, so editing predict or evaluation never retrains a run that does not evaluate.
-    """
-    return code("train", without=() if settings["eval_period"] else (EVALUATION_HOOK,))
 
 
 def train_eval_args(wildcards):

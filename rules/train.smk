@@ -41,7 +41,11 @@ rule train:
         annotations=run_split("train_split", "annotations"),
         out_dir=subpath(output.model, parent=True),
         eval_split=train_eval_args,
+    # exec: the trainer is the job's own process, so it sees what stops the job (a signal
+    # to Snakemake is forwarded to it by the Snakefile's onstart; a killed Snakemake
+    # orphans it, and --stop-when-orphaned then checkpoints and stops it).
     shell:
-        "{resources.mpi} python scripts/train.py --settings {params.settings:q}"
+        "exec {resources.mpi} python scripts/train.py --settings {params.settings:q}"
         " --images {params.images:q} --annotations {params.annotations:q}"
-        " {params.eval_split} --out-dir {params.out_dir:q} >> {log} 2>&1"
+        " {params.eval_split} --out-dir {params.out_dir:q} --stop-when-orphaned"
+        " >> {log} 2>&1"

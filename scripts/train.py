@@ -4,7 +4,9 @@
 One process per GPU of the run (or cpu_processes on the CPU): with more than one, this
 script starts torchrun on itself. Settings come either as the JSON the Snakemake rule passes
 (--settings) or from a config file and a run name (--config/--run, validated).
-SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number.
+SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number. A checkpoint is
+resumed only when written with the same settings, data and code (the import closure of this
+script, as the train rule lists it); otherwise it is moved to checkpoints.previous.
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.train.lock import run_lock
+from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
+
+#: The workflow's folder: the training code's paths are relative to it.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -35,6 +43,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         required=True,
         help="writes model_final.pth, metrics.jsonl, provenance.json; checkpoints/ inside",
+    )
+    parser.add_argument(
+        "--stop-when-orphaned",
+        action="store_true",
+        help="checkpoint and stop when the process that started this one is gone (the train "
+        "rule sets it: a killed Snakemake leaves no training behind)",
     )
     return parser.parse_args(argv)
 
@@ -60,20 +74,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = resolve_settings(args, kind="train")
     from maskrcnn_pipeline.train import launch
 
-    if not launch.under_torchrun(os.environ):
-        launch.check_gpus(settings, launch.visible_gpus())
+    if launch.under_torchrun(os.environ):
+        return run_training(args, settings)
+    launch.check_gpus(settings, launch.visible_gpus())
+    if args.stop_when_orphaned:
+        from maskrcnn_pipeline.train.signals import stop_when_orphaned
+
+        stop_when_orphaned()
+    # One trainer per run folder: the launcher of the first node holds the lock for all of
+    # this run's processes (the others' launchers run on other nodes, at the same time).
+    lock = run_lock(args.out_dir) if launch.is_first_node(os.environ) else nullcontext()
+    with lock:
         if launch.needs_torchrun(settings):
             command = launch.torchrun_command(
                 settings, __file__, worker_args(args, settings), os.environ
             )
             return launch.run_forwarding_signals(command)
+        return run_training(args, settings)
 
+
+def run_training(args: argparse.Namespace, settings: dict) -> int:
     from maskrcnn_pipeline.train.run import TrainPaths, train
 
     paths = TrainPaths(
         args.images, args.annotations, args.out_dir, args.eval_images, args.eval_annotations
     )
-    train(settings, paths)
+    # The code this process runs, as the train rule lists it: a checkpoint of other code
+    # is set aside instead of resumed.
+    train(settings, paths, code_digest=code_digest(ROOT, train_code(ROOT, settings)))
     return 0
 
 

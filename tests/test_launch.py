@@ -15,6 +15,8 @@ import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.train.launch import check_gpus, first_host, rendezvous_args, torchrun_command
+from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
+from maskrcnn_pipeline.workflow.config import train_settings, validate_config
 from tests.conftest import REPO, TESTS_DATA, make_tiny_dataset, run_script, tool_env
 
 pytestmark = pytest.mark.slow
@@ -149,6 +151,8 @@ def test_stop_signal_saves_a_checkpoint_and_exits_non_zero(
     assert len(checkpoints) == 1
     state = torch.load(checkpoints[0], weights_only=False)
     assert f"after iteration {state['iteration']}" in stderr
+    settings = train_settings(validate_config(yaml.safe_load(config.read_text())), "tiny")
+    assert state["fingerprint"]["code"] == code_digest(REPO, train_code(REPO, settings))
     assert "run the same rule again to resume" in stderr
     assert not (out / "model_final.pth").exists()
     if processes == 1:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,13 +17,16 @@ import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.model.build import build_model
-from maskrcnn_pipeline.train.hooks import Progress
-from maskrcnn_pipeline.train.loop import Trainer
+from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
 from maskrcnn_pipeline.train.optimizer import IterationLR
 from maskrcnn_pipeline.train.run import TrainingInterrupted, TrainPaths, train
 from maskrcnn_pipeline.train.schedule import Schedule
+from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.config import train_settings, validate_config
-from tests.conftest import TESTS_DATA, make_tiny_dataset, run_script
+from tests.conftest import REPO, TESTS_DATA, make_tiny_dataset, run_script
+
+#: Stands for the digest scripts/train.py computes of the training code.
+CODE = "code-a"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,7 @@ def paths(data: Path, out: Path) -> TrainPaths:
 
 
 def test_train_writes_model_metrics_and_provenance(tiny_config, tiny_data, tmp_path) -> None:
-    train(settings_of(tiny_config), paths(tiny_data, tmp_path))
+    train(settings_of(tiny_config), paths(tiny_data, tmp_path), code_digest=CODE)
     final = torch.load(tmp_path / "model_final.pth", weights_only=False)
     assert final["iteration"] == 4 and len(final["categories"]) == 4
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -53,35 +60,53 @@ def test_train_writes_model_metrics_and_provenance(tiny_config, tiny_data, tmp_p
     assert {"git", "packages", "hardware", "inputs", "settings"} <= set(provenance)
 
 
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, iteration: int) -> None:
-    """Deliver a stop request during ``iteration``, as the SIGTERM handler would; the
+class StopAt(Hook):
+    """Delivers a stop request during ``iteration``, as the SIGTERM handler would; the
     processes agree on it in the next iteration's collective and stop after that one."""
-    original = Progress.after_step
 
-    def after_step(self, trainer, result):
-        original(self, trainer, result)
-        if result.iteration == iteration:
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        if result.iteration == self.iteration:
             trainer.request_stop(signal.SIGTERM)
 
-    monkeypatch.setattr(Progress, "after_step", after_step)
+
+class StartedAt(Hook):
+    """Records the iteration training starts from (after any resume)."""
+
+    iteration: int | None = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.iteration = trainer.iteration
+
+
+def interrupted_run(settings: dict, run_paths: TrainPaths, code: str = CODE) -> None:
+    """Train until the stop request of iteration 2 ends training after iteration 3."""
+    with pytest.raises(TrainingInterrupted, match="after iteration 3"):
+        train(settings, run_paths, code_digest=code, hooks=[StopAt(2)])
 
 
 def test_resume_gives_the_same_weights_as_a_straight_run(
-    tiny_config: dict, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_config: dict, tiny_data: Path, tmp_path: Path
 ) -> None:
     torch.use_deterministic_algorithms(True)
     try:
         straight = tmp_path / "straight"
-        train(settings_of(tiny_config, max_iter=4), paths(tiny_data, straight))
+        train(settings_of(tiny_config, max_iter=4), paths(tiny_data, straight), code_digest=CODE)
         resumed = tmp_path / "resumed"
-        with monkeypatch.context() as patch:
-            interrupt_at(patch, 2)
-            with pytest.raises(TrainingInterrupted, match="after iteration 3"):
-                train(settings_of(tiny_config, max_iter=4), paths(tiny_data, resumed))
+        interrupted_run(settings_of(tiny_config, max_iter=4), paths(tiny_data, resumed))
         assert not (resumed / "model_final.pth").exists()
-        train(settings_of(tiny_config, max_iter=4), paths(tiny_data, resumed))
+        started = StartedAt()
+        train(
+            settings_of(tiny_config, max_iter=4),
+            paths(tiny_data, resumed),
+            code_digest=CODE,
+            hooks=[started],
+        )
     finally:
         torch.use_deterministic_algorithms(False)
+    assert started.iteration == 3
     a = torch.load(straight / "model_final.pth", weights_only=False)["model"]
     b = torch.load(resumed / "model_final.pth", weights_only=False)["model"]
     assert a.keys() == b.keys()
@@ -90,17 +115,126 @@ def test_resume_gives_the_same_weights_as_a_straight_run(
     assert [json.loads(x)["iteration"] for x in lines] == [2, 4]
 
 
-def test_checkpoints_of_other_settings_are_moved_aside_not_resumed(
-    tiny_config: dict, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_checkpoint_holds_the_hooks_state_and_the_fingerprint_parts(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path
 ) -> None:
-    with monkeypatch.context() as patch:
-        interrupt_at(patch, 2)
-        with pytest.raises(TrainingInterrupted):
-            train(settings_of(tiny_config, max_iter=4), paths(tiny_data, tmp_path))
-    train(settings_of(tiny_config, max_iter=4, base_lr=0.002), paths(tiny_data, tmp_path))
-    assert (tmp_path / "checkpoints.previous" / "model_0000003.pth").is_file()
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    interrupted_run(settings_of(tiny_config, max_iter=4), paths(tiny_data, tmp_path))
+    state = torch.load(tmp_path / "checkpoints" / "model_0000003.pth", weights_only=False)
+    assert state["iteration"] == 3
+    assert state["hooks"]["MetricsWriter"]["elapsed"] > 0
+    assert set(state["fingerprint"]) == {"settings", "data", "code"}
+    assert state["fingerprint"]["code"] == CODE
+
+
+def reserialised_annotations(data: Path, tmp_path: Path) -> Path:
+    """The same dataset with its annotation file written differently (another sha256)."""
+    copy_ = tmp_path / "data"
+    shutil.copytree(data, copy_)
+    annotations = copy_ / "annotations" / "train.json"
+    annotations.write_text(json.dumps(json.loads(annotations.read_text()), indent=1))
+    return copy_
+
+
+@pytest.mark.parametrize("change", ["settings", "data", "code"])
+def test_checkpoints_of_other_settings_data_or_code_are_moved_aside_not_resumed(
+    tiny_config: dict,
+    tiny_data: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    change: str,
+) -> None:
+    out = tmp_path / "out"
+    interrupted_run(settings_of(tiny_config, max_iter=4), paths(tiny_data, out))
+    solver = {"base_lr": 0.002} if change == "settings" else {}
+    settings = settings_of(tiny_config, max_iter=4, **solver)
+    data = reserialised_annotations(tiny_data, tmp_path) if change == "data" else tiny_data
+    code = "code-b" if change == "code" else CODE
+    started = StartedAt()
+    with caplog.at_level(logging.WARNING, logger="maskrcnn_pipeline.train.run"):
+        train(settings, paths(data, out), code_digest=code, hooks=[started])
+    assert started.iteration == 0
+    assert (out / "checkpoints.previous" / "model_0000003.pth").is_file()
+    (message,) = [r.getMessage() for r in caplog.records if "moved to" in r.getMessage()]
+    assert f"written with other {change}: moved to" in message
+    lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["iteration"] for x in lines] == [2, 4]
+
+
+class _Counter(Hook):
+    """A hook with resumable state: how many steps it saw."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = state["steps"]
+
+
+class _LinearModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def forward(self, images, targets):
+        return {"loss_a": self.layer(torch.stack(images).mean((2, 3))).pow(2).mean()}
+
+
+def _linear_trainer(seed: int) -> Trainer:
+    torch.manual_seed(seed)
+    model = _LinearModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    solver = {
+        "max_iter": 4,
+        "scheduler": "multistep",
+        "steps": [2],
+        "gamma": 0.1,
+        "final_lr_factor": 0.0,
+        "warmup_iters": 0,
+        "warmup_factor": 1.0,
+        "warmup_method": "linear",
+    }
+    batch = ([torch.full((3, 4, 4), 200, dtype=torch.uint8)], [{"labels": torch.zeros(1)}])
+    return Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=IterationLR(optimizer, Schedule.from_settings(solver)),
+        batches=iter([batch] * 4),
+        device=torch.device("cpu"),
+        max_iter=4,
+        hooks=[_Counter()],
+    )
+
+
+def test_trainer_state_dict_round_trips_model_solver_rng_and_hook_state() -> None:
+    trained = _linear_trainer(seed=0)
+    trained.max_iter = 2
+    trained.run()
+    state = trained.state_dict()
+    assert state["hooks"] == {"_Counter": {"steps": 2}}
+    random_after = torch.rand(1)
+    fresh = _linear_trainer(seed=1)
+    fresh.load_state_dict(state)
+    assert fresh.iteration == 2 and fresh.hooks[0].steps == 2
+    assert torch.equal(fresh.module.layer.weight, trained.module.layer.weight)
+    assert fresh.scheduler.current_lr() == trained.scheduler.current_lr()
+    assert fresh.optimizer.state_dict()["state"].keys() == {0, 1}  # momentum restored
+    assert torch.equal(torch.rand(1), random_after)  # the RNG continues the saved stream
+
+
+class Published(Hook):
+    """Records what hooks publish for the metrics log."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[int, Mapping[str, Any]]] = []
+
+    def on_publish(self, trainer: Trainer, iteration: int, values: Mapping[str, Any]) -> None:
+        self.values.append((iteration, values))
 
 
 def test_periodic_evaluation_logs_ap_and_early_stop_ends_training(
@@ -119,10 +253,12 @@ def test_periodic_evaluation_logs_ap_and_early_stop_ends_training(
         tiny_data / "val",
         tiny_data / "annotations" / "val.json",
     )
-    train(settings, run_paths)
+    published = Published()
+    train(settings, run_paths, code_digest=CODE, hooks=[published])
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluations = [x for x in lines if "eval" in x]
     assert [x["iteration"] for x in evaluations] == [2]
+    assert published.values == [(2, {"eval": evaluations[0]["eval"]})]
     assert set(evaluations[0]["eval"]) == {"bbox", "segm"}
     assert len(evaluations[0]["eval"]["segm"]) == 12
     assert torch.load(tmp_path / "model_final.pth", weights_only=False)["iteration"] == 2
@@ -255,3 +391,29 @@ def test_train_script_reports_bad_annotations_without_traceback(tmp_path: Path) 
     assert result.returncode == 2
     assert "missing.json: annotation file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_training_code_is_the_train_rules_closure_with_the_evaluation_hook_when_used() -> None:
+    without = train_code(REPO, {"eval_period": 0})
+    with_eval = train_code(REPO, {"eval_period": 2})
+    assert without[0] == "scripts/train.py"
+    assert "maskrcnn_pipeline/train/run.py" in without
+    assert "maskrcnn_pipeline/workflow/code_inputs.py" in without  # it computes the digest
+    assert "maskrcnn_pipeline/train/evaluation_hook.py" not in without
+    assert "maskrcnn_pipeline/train/evaluation_hook.py" in with_eval
+    assert code_digest(REPO, without) != code_digest(REPO, with_eval)
+
+
+def test_the_code_digest_changes_with_a_file_of_the_closure_only(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "train.py").write_text("import maskrcnn_pipeline.used\n")
+    package = tmp_path / "maskrcnn_pipeline"
+    package.mkdir()
+    for name in ("__init__.py", "used.py", "unused.py"):
+        (package / name).write_text("")
+    files = train_code(tmp_path, {"eval_period": 0})
+    before = code_digest(tmp_path, files)
+    (package / "unused.py").write_text("x = 1\n")
+    assert code_digest(tmp_path, train_code(tmp_path, {"eval_period": 0})) == before
+    (package / "used.py").write_text("x = 1\n")
+    assert code_digest(tmp_path, train_code(tmp_path, {"eval_period": 0})) != before

@@ -214,7 +214,7 @@ def global_batch(run: Mapping[str, Any]) -> int:
 
 
 def lr_scale(run: Mapping[str, Any]) -> float:
-    """The linear scaling rule, as our engine applies it (solver.scaled_lr)."""
+    """The linear scaling rule, as engine torchvision applies it (train/schedule.py scaled_lr)."""
     return global_batch(run) / run["solver"]["reference_batch_size"]
 
 

@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed
 
 from maskrcnn_pipeline.fileio import write_bytes_atomic, write_text_atomic
+from maskrcnn_pipeline.train.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states(dist: DistInfo) -> list[dict[str, Any]]:
+    """Every process's RNG state (the RPN/RoI samplers draw from them), for rank 0 to save.
+
+    A collective: every process must call it.
+    """
+    state = rng_state()
+    if not dist.distributed:
+        return [state]
+    states: list[Any] = [None] * dist.world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def restore_rng_states(states: list[dict[str, Any]], dist: DistInfo) -> None:
+    """This process's RNG state from :func:`gather_rng_states`; a checkpoint of another
+    number of processes has no state for this one, so the RNG is left as seeded."""
+    if len(states) == dist.world_size:
+        set_rng_state(states[dist.rank])
+    else:
+        log.warning(
+            "checkpoint holds RNG states of %d processes, this run has %d: RNG not restored",
+            len(states),
+            dist.world_size,
+        )
 
 
 class Checkpointer:
@@ -143,7 +171,7 @@ class Checkpointer:
                 _digest_path(path).unlink(missing_ok=True)
                 log.warning("set aside checkpoint %s as %s: %s", path, aside.name, problem)
                 continue
-            log.info("resuming from %s (iteration %d)", path, state["iteration"])
+            log.info("read checkpoint %s (iteration %d)", path, state["iteration"])
             return state
         return None
 

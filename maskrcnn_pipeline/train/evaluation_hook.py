@@ -1,10 +1,11 @@
 """Evaluation during training: AP against iteration, and NVIDIA-style early stop.
 
 Every ``eval_period`` iterations each process predicts its share of the eval split with the
-current weights; rank 0 gathers the results, computes the COCO metrics and appends
-``{"iteration": N, "eval": {"bbox": {...}, "segm": {...}}}`` to the metrics log (the
-report plots AP against iteration from it). When every configured target AP is reached,
-training ends there, as NVIDIA's MLPerf runs do (``--min_bbox_map``/``--min_mask_map``).
+current weights; rank 0 gathers the results and computes the COCO metrics, and the hook
+publishes them (:meth:`Trainer.publish`) for the metrics writer to log as
+``{"iteration": N, "eval": {"bbox": {...}, "segm": {...}}}`` (the report plots AP against
+iteration from it). When every configured target AP is reached, training ends there, as
+NVIDIA's MLPerf runs do (``--min_bbox_map``/``--min_mask_map``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
 from maskrcnn_pipeline.data.coco import Categories
@@ -25,7 +25,7 @@ from maskrcnn_pipeline.inference.predict import (
     images_from_annotations,
     predict_entries,
 )
-from maskrcnn_pipeline.metrics_log import EVAL_KEY, append_record
+from maskrcnn_pipeline.metrics_log import EVAL_KEY
 from maskrcnn_pipeline.model.build import inference_mode
 from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
 
@@ -46,18 +46,18 @@ def targets_reached(
 
 
 class PeriodicEvaluation(Hook):
+    """AP of the model being trained every ``eval_period`` iterations; ends training when
+    the early-stop targets are reached."""
+
     def __init__(
         self,
         *,
-        model: torch.nn.Module,
         categories: Categories,
         entries: Sequence[ImageEntry],
         annotations: Path,
         settings: Mapping[str, Any],
-        metrics_path: Path,
         workers: int,
     ) -> None:
-        self.model = model
         self.categories = categories
         self.entries = entries
         self.annotations = annotations
@@ -65,7 +65,6 @@ class PeriodicEvaluation(Hook):
         self.test = settings["test"]
         self.early_stop = settings["early_stop"]
         self.precision = settings["precision"]
-        self.metrics_path = metrics_path
         self.workers = workers
 
     @classmethod
@@ -78,8 +77,8 @@ class PeriodicEvaluation(Hook):
         if result.iteration % self.period or trainer.interrupted:
             return
         stats = self.evaluate(trainer)
+        trainer.publish(result.iteration, {EVAL_KEY: stats})
         if trainer.dist.is_main:
-            append_record(self.metrics_path, {"iteration": result.iteration, EVAL_KEY: stats})
             log.info(
                 "iteration %d: bbox AP %.4f, segm AP %.4f",
                 result.iteration,
@@ -92,9 +91,9 @@ class PeriodicEvaluation(Hook):
 
     def evaluate(self, trainer: Trainer) -> dict[str, dict[str, float]]:
         """Sharded prediction on every process, metrics on rank 0, shared with all."""
-        info = trainer.dist
-        predictor = Predictor(self.model, self.categories, trainer.device, self.precision)
-        with inference_mode(self.model, self.test):
+        info, model = trainer.dist, trainer.module
+        predictor = Predictor(model, self.categories, trainer.device, self.precision)
+        with inference_mode(model, self.test):
             shard = self.entries[info.rank :: info.world_size]
             results = predict_entries(predictor, shard, self.test["ims_per_batch"], self.workers)
         if info.distributed:

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,19 @@ log = logging.getLogger(__name__)
 
 
 class MetricsWriter(Hook):
-    """Appends one JSON line per ``period`` iterations to the live metrics log.
+    """The one writer of the live metrics log: a JSON line per ``period`` iterations, and a
+    line for whatever another hook publishes (the evaluation hook's AP).
 
-    Each line holds the mean of every loss over the period, the LR, images/s, seconds per
-    iteration, the data-wait time and the wall time since training started (across resumes).
-    On resume, lines after the checkpoint's iteration are dropped first, so the log never
-    holds an iteration twice.
+    Each training line holds the mean of every loss over the period, the LR, images/s,
+    seconds per iteration, the data-wait time and the wall time since training started
+    (across resumes: the elapsed time is this hook's resumable state). On resume, lines after
+    the checkpoint's iteration are dropped first, so the log never holds an iteration twice.
     """
 
-    def __init__(self, path: Path, period: int, *, elapsed: float = 0.0) -> None:
+    def __init__(self, path: Path, period: int) -> None:
         self.path = path
         self.period = period
-        self.elapsed_before = elapsed
+        self.elapsed_before = 0.0
         self._sums: dict[str, float] = defaultdict(float)
         self._count = 0
         self._started = time.perf_counter()
@@ -46,7 +47,18 @@ class MetricsWriter(Hook):
         self._started = time.perf_counter()
 
     def elapsed(self) -> float:
+        """Seconds of training so far, the runs before a resume included."""
         return self.elapsed_before + time.perf_counter() - self._started
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.elapsed_before = state["elapsed"]
+
+    def on_publish(self, trainer: Trainer, iteration: int, values: Mapping[str, Any]) -> None:
+        if trainer.dist.is_main:
+            append_record(self.path, {"iteration": iteration, **values})
 
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
         for key, value in result.losses.items():
@@ -77,25 +89,31 @@ class MetricsWriter(Hook):
 
 
 class PeriodicCheckpoint(Hook):
-    """Saves the full training state every ``period`` iterations.
+    """Saves the full training state (:meth:`Trainer.state_dict`) every ``period``
+    iterations, with the ``fingerprint`` a later run must match to resume from it.
 
     Every process builds the state (it gathers each process's RNG state, a collective);
     rank 0 alone writes it.
     """
 
     def __init__(
-        self, checkpointer: Checkpointer, period: int, state: Callable[[], dict[str, Any]]
+        self, checkpointer: Checkpointer, period: int, fingerprint: Mapping[str, str]
     ) -> None:
         self.checkpointer = checkpointer
         self.period = period
-        self.state = state
+        self.fingerprint = dict(fingerprint)
 
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
         if result.iteration % self.period or result.iteration >= trainer.max_iter:
             return
-        state = self.state()
+        self.save(trainer)
+
+    def save(self, trainer: Trainer) -> Path:
+        """Checkpoint the current iteration (every process calls it); its path."""
+        state = {**trainer.state_dict(), "fingerprint": self.fingerprint}
         if trainer.dist.is_main:
-            self.checkpointer.save(result.iteration, state)
+            self.checkpointer.save(trainer.iteration, state)
+        return self.checkpointer.path_for(trainer.iteration)
 
 
 class Progress(Hook):

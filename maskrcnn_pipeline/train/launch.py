@@ -42,6 +42,11 @@ def needs_torchrun(settings: Mapping[str, Any]) -> bool:
     return settings["nodes"] > 1 or processes_per_node(settings) > 1
 
 
+def is_first_node(env: Mapping[str, str]) -> bool:
+    """Whether this launcher runs on the job's first node (always, outside a Slurm step)."""
+    return env.get("SLURM_NODEID", "0") == "0"
+
+
 def check_gpus(settings: Mapping[str, Any], visible: int) -> None:
     """Stop before any work when the node has fewer GPUs than the run asks for."""
     wanted = settings["gpus"]

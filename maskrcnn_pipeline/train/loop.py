@@ -3,6 +3,11 @@
 :meth:`Trainer.run` reads like the algorithm (fetch a batch, one optimisation step, tell the
 hooks); metric logging, checkpoints and progress are hooks (:mod:`maskrcnn_pipeline.train.hooks`)
 in the style of Detectron2, not branches inside the loop.
+
+Resumable state has one shape, as in Detectron2: :meth:`Trainer.state_dict` holds the
+iteration, model, optimizer, scheduler, gradient scaler, every process's RNG state and each
+hook's own :meth:`Hook.state_dict`; a checkpoint is that dict, and
+:meth:`Trainer.load_state_dict` puts all of it back.
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +27,7 @@ from maskrcnn_pipeline.data.coco import Target
 from maskrcnn_pipeline.data.transforms import decode_on_device, is_encoded
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
+from maskrcnn_pipeline.train.checkpoint import gather_rng_states, restore_rng_states
 from maskrcnn_pipeline.train.distributed import DistInfo, all_reduce_mean
 from maskrcnn_pipeline.train.optimizer import IterationLR
 
@@ -42,7 +49,11 @@ class StepResult:
 
 
 class Hook:
-    """Periodic work around the loop; override what you need."""
+    """Periodic work around the loop; override what you need.
+
+    A hook gets the trainer as an argument and keeps no reference to it (no cycle between
+    them that only the garbage collector could free: see train/distributed.py shutdown).
+    """
 
     def before_train(self, trainer: Trainer) -> None:
         """Called once, after resume, before the first iteration."""
@@ -54,9 +65,21 @@ class Hook:
         """Called once when training completed (``max_iter`` or an early stop at a target
         AP), not when a signal interrupted it."""
 
+    def on_publish(self, trainer: Trainer, iteration: int, values: Mapping[str, Any]) -> None:
+        """Called when a hook publishes results of ``iteration`` (:meth:`Trainer.publish`)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs of this hook; empty when it holds no resumable state."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
 
 @dataclass
 class Trainer:
+    """The loop of one run and the state it advances (the resumable part: :meth:`state_dict`)."""
+
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: IterationLR
@@ -75,6 +98,53 @@ class Trainer:
     interrupted: bool = False
     #: set by a hook (target AP reached) to end training as if max_iter were reached
     finished_early: bool = False
+
+    @property
+    def module(self) -> nn.Module:
+        """The model itself, without the DistributedDataParallel wrapper it may train in."""
+        if isinstance(self.model, nn.parallel.DistributedDataParallel):
+            return self.model.module
+        return self.model
+
+    def publish(self, iteration: int, values: Mapping[str, Any]) -> None:
+        """Hand results of ``iteration`` (evaluation stats) to every hook: the metrics log
+        has one writer (hooks.MetricsWriter), whatever hook produced the values."""
+        for hook in self.hooks:
+            hook.on_publish(self, iteration, values)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly; a collective (it gathers every
+        process's RNG state), so every process calls it."""
+        hooks: dict[str, dict[str, Any]] = {}
+        for hook in self.hooks:
+            name, state = type(hook).__qualname__, hook.state_dict()
+            if name in hooks:
+                raise PipelineError(f"two {name} hooks hold state: a checkpoint keeps one")
+            if state:
+                hooks[name] = state
+        return {
+            "iteration": self.iteration,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": gather_rng_states(self.dist),
+            "hooks": hooks,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``; the hooks must be set first."""
+        self.iteration = state["iteration"]
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        restore_rng_states(state["rng"], self.dist)
+        for hook in self.hooks:
+            saved = state["hooks"].get(type(hook).__qualname__)
+            if saved is not None:
+                hook.load_state_dict(saved)
 
     def autocast(self) -> AbstractContextManager:
         if self.precision == "fp32":

@@ -1,5 +1,6 @@
 """Train one run: assemble data, model, solver and hooks from the run's settings, resume from
-the last checkpoint if there is one, and write the final model and metrics atomically.
+the last checkpoint if the same settings, data and code wrote it, and write the final model
+and metrics atomically.
 
 Outputs in ``out_dir``: ``model_final.pth`` (weights + everything needed to rebuild the model
 and map labels back to the dataset's category ids), ``metrics.jsonl`` and
@@ -16,14 +17,13 @@ import logging
 import random
 import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -34,7 +34,7 @@ from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import atomic_path
 from maskrcnn_pipeline.model.build import build_model
 from maskrcnn_pipeline.provenance import sha256_file, write_provenance
-from maskrcnn_pipeline.train.checkpoint import Checkpointer, rng_state, set_rng_state
+from maskrcnn_pipeline.train.checkpoint import Checkpointer, save_torch
 from maskrcnn_pipeline.train.distributed import (
     DistInfo,
     barrier,
@@ -189,112 +189,182 @@ def build_components(
     return Components(model, optimizer, scheduler, scaler, channels_last)
 
 
-def gather_rng_states(dist: DistInfo) -> list[dict[str, Any]]:
-    """Every process's RNG state (the RPN/RoI samplers draw from them), for rank 0 to save."""
-    state = rng_state()
-    if not dist.distributed:
-        return [state]
-    states: list[Any] = [None] * dist.world_size
-    torch.distributed.all_gather_object(states, state)
-    return states
-
-
-def restore(components: Components, state: Mapping[str, Any], dist: DistInfo) -> None:
-    components.model.load_state_dict(state["model"])
-    components.optimizer.load_state_dict(state["optimizer"])
-    components.scheduler.load_state_dict(state["scheduler"])
-    if components.scaler is not None and state.get("scaler"):
-        components.scaler.load_state_dict(state["scaler"])
-    states = state["rng"]
-    if len(states) == dist.world_size:
-        set_rng_state(states[dist.rank])
-    else:
-        log.warning(
-            "checkpoint holds RNG states of %d processes, this run has %d: RNG not restored",
-            len(states),
-            dist.world_size,
-        )
-
-
 #: Settings that change how training is run or watched, not the weights it produces: a
 #: checkpoint written under other values of these is still resumed.
 OPERATIONAL_KEYS = ("log_period", "checkpoint", "threads", "eval_period", "early_stop", "test")
 
 
-def resume_fingerprint(settings: Mapping[str, Any], annotations: Path) -> str:
-    """What a checkpoint must match to be resumed: the run's training settings and the
-    training annotations. Anything else (new LR, new data) starts over."""
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """The run's settings that can change the weights (all but OPERATIONAL_KEYS and the
+    data loader's process plumbing)."""
     relevant = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
     relevant["dataloader"] = {
         k: v
         for k, v in settings["dataloader"].items()
         if k not in ("workers", "sharing_strategy", "timeout")
     }
-    text = json.dumps(relevant, sort_keys=True) + sha256_file(annotations)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _digest(relevant)
+
+
+def data_digest(dataset: CocoInstances, annotations: Path) -> str:
+    """The training annotations (sha256) and the image files training reads: name and size
+    of each. The size stands for the content, which would cost a read of every image (18 GB
+    for COCO): a re-encoded or replaced image changes it; a file in the images folder that
+    no annotation uses cannot change the weights and is not listed."""
+    files = []
+    for index in range(len(dataset)):
+        name = dataset.image_info(index)["file_name"]
+        path = dataset.images_dir / name
+        try:
+            files.append((name, path.stat().st_size))
+        except FileNotFoundError as exc:
+            raise PipelineError(
+                f"{path}: training image not found, though {annotations} lists it; "
+                "validate the dataset or fix the images folder"
+            ) from exc
+    return _digest([sha256_file(annotations), files])
+
+
+#: What a checkpoint must hold to be resumed (Trainer.state_dict plus the fingerprint): one
+#: without them is set aside as corrupt, and an older one tried.
+RESUME_KEYS = ("iteration", "model", "optimizer", "scheduler", "rng", "hooks", "fingerprint")
+
+#: The parts of a resume fingerprint, each a digest, stored separately in every checkpoint
+#: so that a refused resume can say which one changed.
+FINGERPRINT_PARTS = ("settings", "data", "code")
+
+
+def resume_fingerprint(
+    settings: Mapping[str, Any], dataset: CocoInstances, annotations: Path, code_digest: str
+) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the run's training settings, the training
+    data and the training code (``code_digest``, of the import closure scripts/train.py
+    runs). Anything else (new LR, new data, edited code) starts over."""
+    return {
+        "settings": settings_digest(settings),
+        "data": data_digest(dataset, annotations),
+        "code": code_digest,
+    }
+
+
+def changed_parts(saved: Any, current: Mapping[str, str]) -> list[str]:
+    """The fingerprint parts in which a checkpoint's ``saved`` fingerprint differs; all of
+    them for a checkpoint written before fingerprints had parts."""
+    if not isinstance(saved, Mapping):
+        saved = {}
+    return [part for part in FINGERPRINT_PARTS if saved.get(part) != current[part]]
 
 
 def load_resume_state(
-    checkpointer: Checkpointer, fingerprint: str, dist: DistInfo
+    checkpointer: Checkpointer, fingerprint: Mapping[str, str], dist: DistInfo
 ) -> dict[str, Any] | None:
-    state = checkpointer.load_latest()
-    if state is None or state.get("fingerprint") == fingerprint:
+    """The newest checkpoint when it matches ``fingerprint``; otherwise the checkpoints are
+    moved aside (Checkpointer.retire), a warning names what changed, and None."""
+    state = checkpointer.load_latest(required=RESUME_KEYS)
+    if state is None:
+        return None
+    changed = changed_parts(state.get("fingerprint"), fingerprint)
+    if not changed:
+        log.info("resuming from iteration %d", state["iteration"])
         return state
     barrier(dist)  # every process has read the directory before rank 0 moves it
     if dist.is_main:
         moved = checkpointer.retire()
         log.warning(
-            "checkpoints in %s were written with other settings or data: moved to %s, "
-            "training starts from scratch",
+            "checkpoints in %s were written with other %s: moved to %s, training starts "
+            "from scratch",
             checkpointer.directory,
+            " and ".join(changed),
             moved,
         )
     barrier(dist)
     return None
 
 
-def train(settings: Mapping[str, Any], paths: TrainPaths) -> None:
-    """Train (or resume) to ``solver.max_iter`` and write the final outputs."""
+def train(
+    settings: Mapping[str, Any],
+    paths: TrainPaths,
+    *,
+    code_digest: str,
+    hooks: Sequence[Hook] = (),
+) -> None:
+    """Train (or resume) to ``solver.max_iter`` and write the final outputs.
+
+    ``code_digest`` identifies the training code (scripts/train.py computes it from the
+    code it runs): a checkpoint of other code is not resumed. ``hooks`` run after the
+    run's own (:func:`run_hooks`), so a caller adds behaviour without editing this module.
+    """
     dist = init_distributed(settings["gpus"] > 0)
     try:
-        _train(settings, paths, select_device(settings, dist), dist)
+        _train(settings, paths, select_device(settings, dist), dist, code_digest, hooks)
         barrier(dist)  # rank 0 has written the final outputs: every process tears down together
     finally:
         shutdown(dist)
 
 
 def _train(
-    settings: Mapping[str, Any], paths: TrainPaths, device: torch.device, dist: DistInfo
+    settings: Mapping[str, Any],
+    paths: TrainPaths,
+    device: torch.device,
+    dist: DistInfo,
+    code_digest: str,
+    extra_hooks: Sequence[Hook],
 ) -> None:
+    prepare_process(settings, dist)
+    dataset = training_dataset(settings, paths)
+    log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
+    fingerprint = resume_fingerprint(settings, dataset, paths.annotations, code_digest)
+    checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
+    state = load_resume_state(checkpointer, fingerprint, dist)
+    trainer = build_trainer(settings, dataset, device, dist, state["iteration"] if state else 0)
+    checkpoint = PeriodicCheckpoint(checkpointer, settings["checkpoint"]["period"], fingerprint)
+    metrics = MetricsWriter(paths.live_metrics, settings["log_period"])
+    trainer.hooks = [
+        *run_hooks(settings, paths, dataset, metrics, checkpoint),
+        *extra_hooks,
+    ]
+    if state is not None:
+        # After the loader's iterator exists (build_trainer): creating it draws a seed from
+        # the global RNG, so it must come before the RNG state is restored for a resumed
+        # run to continue the exact random stream.
+        trainer.load_state_dict(state)
+    run_or_checkpoint(trainer, checkpoint)
+    verify_replicas_in_sync(trainer.module, dist)
+    if dist.is_main:
+        save_final(paths, trainer, dataset, settings, training_seconds=metrics.elapsed())
+
+
+def prepare_process(settings: Mapping[str, Any], dist: DistInfo) -> None:
+    """Thread count and seeds of this process, before anything draws a random number."""
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
     seed_everything(settings["seed"], dist.rank)
-    dataset = training_dataset(settings, paths)
-    log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
+
+
+def build_trainer(
+    settings: Mapping[str, Any],
+    dataset: CocoInstances,
+    device: torch.device,
+    dist: DistInfo,
+    start_iter: int,
+) -> Trainer:
+    """The trainer of a run: model, solver and the batches from ``start_iter`` on (the
+    sampler skips the batches a resumed run already trained on); no hooks yet."""
     components = build_components(settings, len(dataset.categories), device, dist)
-
-    checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
-    fingerprint = resume_fingerprint(settings, paths.annotations)
-    state = load_resume_state(checkpointer, fingerprint, dist)
-    start_iter = state["iteration"] if state else 0
-    elapsed = state.get("elapsed", 0.0) if state else 0.0
-    # The loader's iterator draws a seed from the global RNG when created: create it before
-    # the RNG state is restored, so a resumed run continues the exact random stream.
     batches = iter(make_loader(dataset, settings, dist, start_iter))
-    if state is not None:
-        restore(components, state, dist)
-
-    model = components.model
-    train_model: nn.Module = model
+    model: nn.Module = components.model
     if dist.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
+        model = nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             gradient_as_bucket_view=True,
         )
-    metrics = MetricsWriter(paths.live_metrics, settings["log_period"], elapsed=elapsed)
-    trainer = Trainer(
-        model=train_model,
+    return Trainer(
+        model=model,
         optimizer=components.optimizer,
         scheduler=components.scheduler,
         batches=batches,
@@ -307,67 +377,59 @@ def _train(
         iteration=start_iter,
     )
 
-    def training_state() -> dict[str, Any]:
-        return {
-            "iteration": trainer.iteration,
-            "fingerprint": fingerprint,
-            "elapsed": metrics.elapsed(),
-            "model": model.state_dict(),
-            "optimizer": components.optimizer.state_dict(),
-            "scheduler": components.scheduler.state_dict(),
-            "scaler": components.scaler.state_dict() if components.scaler else None,
-            "rng": gather_rng_states(dist),
-        }
 
-    trainer.hooks = [
+def run_hooks(
+    settings: Mapping[str, Any],
+    paths: TrainPaths,
+    dataset: CocoInstances,
+    metrics: MetricsWriter,
+    checkpoint: PeriodicCheckpoint,
+) -> list[Hook]:
+    """The run's hooks, in the order they run after each iteration:
+
+    1. ``metrics`` first, so the log line of an iteration is written before its checkpoint
+       (a resume from iteration N keeps the log up to N: every line it needs is there);
+    2. ``checkpoint`` before the evaluation, so a failing evaluation leaves a checkpoint to
+       debug (Detectron2's order);
+    3. the evaluation (eval_period > 0), which publishes its AP for ``metrics`` to write and
+       may end training early;
+    4. progress last: it only reports.
+    """
+    return [
         metrics,
-        PeriodicCheckpoint(checkpointer, settings["checkpoint"]["period"], training_state),
-        *periodic_evaluation(settings, paths, model, dataset, metrics),
+        checkpoint,
+        *periodic_evaluation(settings, paths, dataset),
         Progress(settings["log_period"]),
     ]
+
+
+def run_or_checkpoint(trainer: Trainer, checkpoint: PeriodicCheckpoint) -> None:
+    """Run the loop with the stop signals routed to it; when one stopped it, save a
+    checkpoint (every process takes part) and raise TrainingInterrupted."""
     with handling(STOP_SIGNALS, lambda signum, frame: trainer.request_stop(signum)):
         try:
             trainer.run()
         finally:
-            # Drop the last references to the loader's iterator: its finaliser stops the worker
+            # Drop the last reference to the loader's iterator: its finaliser stops the worker
             # processes through their queues. Left to interpreter exit, they would be sent
             # SIGTERM, which they ignore (see _ignore_stop_signals), and exit would hang.
             trainer.batches = iter(())
-            del batches
-
         if trainer.interrupted:
-            state = training_state()  # collective: every process takes part
-            saved = checkpointer.path_for(trainer.iteration)
-            if dist.is_main:
-                checkpointer.save(trainer.iteration, state)
-            barrier(dist)
+            saved = checkpoint.save(trainer)
+            barrier(trainer.dist)
             raise TrainingInterrupted(
                 trainer.stop_signal or signal.SIGTERM, trainer.iteration, saved
             )
-        verify_replicas_in_sync(model, dist)
-        if dist.is_main:
-            final = {
-                "model": model.state_dict(),
-                "model_settings": settings["model"],
-                "input_settings": settings["input"],
-                "categories": dataset.categories.to_list(),
-                "iteration": trainer.iteration,
-            }
-            save_final(paths, final, settings, device, training_seconds=metrics.elapsed())
 
 
 def periodic_evaluation(
-    settings: Mapping[str, Any],
-    paths: TrainPaths,
-    model: nn.Module,
-    dataset: CocoInstances,
-    metrics: MetricsWriter,
+    settings: Mapping[str, Any], paths: TrainPaths, dataset: CocoInstances
 ) -> list[Hook]:
     """The evaluation hook when the run asks for one (eval_period > 0).
 
     Imported only then: the workflow leaves the hook's modules (inference, evaluation) out
     of the train rule's code inputs when eval_period is 0, so editing them cannot retrain a
-    run that never evaluates (workflow/code_inputs.py).
+    run that never evaluates (workflow/code_inputs.py: train_code).
     """
     if not settings["eval_period"]:
         return []
@@ -379,12 +441,10 @@ def periodic_evaluation(
 
     return [
         PeriodicEvaluation.for_split(
-            model=model,
             categories=dataset.categories,
             images=paths.eval_images,
             annotations=paths.eval_annotations,
             settings=settings,
-            metrics_path=metrics.path,
             workers=settings["dataloader"]["workers"],
         )
     ]
@@ -392,22 +452,30 @@ def periodic_evaluation(
 
 def save_final(
     paths: TrainPaths,
-    final: dict[str, Any],
+    trainer: Trainer,
+    dataset: CocoInstances,
     settings: Mapping[str, Any],
-    device: torch.device,
     *,
     training_seconds: float,
 ) -> None:
-    """model_final.pth, metrics.jsonl and provenance.json: each complete or absent."""
-    with atomic_path(paths.out_dir / "model_final.pth") as tmp:
-        torch.save(final, tmp)
+    """model_final.pth (weights + everything needed to rebuild the model and map labels back
+    to the dataset's category ids), metrics.jsonl and provenance.json: each complete or
+    absent."""
+    final = {
+        "model": trainer.module.state_dict(),
+        "model_settings": settings["model"],
+        "input_settings": settings["input"],
+        "categories": dataset.categories.to_list(),
+        "iteration": trainer.iteration,
+    }
+    save_torch(final, paths.out_dir / "model_final.pth")  # byte-reproducible
     with atomic_path(paths.out_dir / "metrics.jsonl") as tmp:
         shutil.copyfile(paths.live_metrics, tmp)
     write_provenance(
         paths.out_dir / "provenance.json",
         settings=settings,
         inputs=[paths.annotations],
-        device=device,
+        device=trainer.device,
         extra={"training_seconds": round(training_seconds, 3), "iterations": final["iteration"]},
     )
     log.info("wrote %s", paths.out_dir / "model_final.pth")

@@ -15,9 +15,11 @@ out, so editing them reruns nothing that cannot use them.
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection, Iterator
+import hashlib
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 #: The project's own package: its modules are code inputs; other imports are software
 #: environment (the container or the venv), tracked by Snakemake's software-env trigger.
@@ -104,3 +106,27 @@ def module_inputs(root: str | Path, module: str) -> list[str]:
     packages = [_module_file(root, parent) for parent in _with_parents(module)[:-1]]
     files = {path.relative_to(root).as_posix() for path in packages if path is not None}
     return sorted(files.union(code_inputs(root, found.relative_to(root).as_posix())))
+
+
+#: Training imports its evaluation hook (and through it inference and evaluation) only when
+#: the run evaluates periodically (train/run.py: periodic_evaluation).
+EVALUATION_HOOK = "maskrcnn_pipeline.train.evaluation_hook"
+
+
+def train_code(root: str | Path, settings: Mapping[str, Any]) -> list[str]:
+    """The training code of a run: without the evaluation hook's modules when eval_period
+    is 0, so editing predict or evaluation never retrains a run that does not evaluate.
+
+    One definition for the train rule's code inputs (rerun when they change) and the resume
+    fingerprint scripts/train.py computes (a checkpoint of other code is not resumed)."""
+    without = () if settings["eval_period"] else (EVALUATION_HOOK,)
+    return code_inputs(root, "scripts/train.py", without)
+
+
+def code_digest(root: str | Path, files: Iterable[str]) -> str:
+    """sha256 over the names and contents of ``files`` (paths relative to ``root``)."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        content = hashlib.sha256(Path(root, name).read_bytes()).hexdigest()
+        digest.update(f"{name}\0{content}\n".encode())
+    return digest.hexdigest()
