@@ -23,10 +23,9 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.metrics_log import read_metrics_log
-from tests.conftest import BIN, REPO, TESTS_DATA
 from tests.support.container import Apptainer, workflow_copy
-from tests.support.nvidia import NVIDIA_DOUBLE
-from tests.test_nvidia_engine import RECIPE_COMMAND
+from tests.support.nvidia import NVIDIA_DOUBLE, RECIPE_COMMAND
+from tests.support.paths import BIN, REPO, TESTS_DATA
 
 pytestmark = pytest.mark.slow
 

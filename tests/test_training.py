@@ -19,7 +19,9 @@ from maskrcnn_pipeline.train.optimizer import IterationLR
 from maskrcnn_pipeline.train.run import TrainingInterrupted, TrainPaths, train
 from maskrcnn_pipeline.train.schedule import Schedule
 from maskrcnn_pipeline.workflow.config import train_settings, validate_config
-from tests.conftest import TESTS_DATA, make_tiny_dataset, run_script
+from tests.support.datasets import make_tiny_dataset
+from tests.support.paths import TESTS_DATA
+from tests.support.workflow import run_script
 
 
 @pytest.fixture(scope="module")
