@@ -22,7 +22,7 @@ from spython.main.parse.parsers import SingularityParser
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV, container_info, sha256_file
 from maskrcnn_pipeline.workflow import images as container
-from maskrcnn_pipeline.workflow.config import load_schema
+from maskrcnn_pipeline.workflow.schema import load_schema
 from tests.support.container import (
     DOUBLE,
     Apptainer,

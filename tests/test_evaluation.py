@@ -387,6 +387,8 @@ def test_cli_help_documents_every_option() -> None:
     for option in ("--annotations", "--results", "--out", "--backend", "--iou-types",
                    "--per-category-csv", "--pr-curves-csv"):  # fmt: skip
         assert option in done.stdout
+    # The docstring names the stats metrics.json holds: all of them.
+    assert all(re.search(rf"\b{name}\b", done.stdout) for name in STAT_NAMES), done.stdout
 
 
 # --- the generator ------------------------------------------------------------------------

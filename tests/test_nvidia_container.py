@@ -14,7 +14,7 @@ from spython.main.parse.parsers import SingularityParser
 
 from maskrcnn_pipeline.provenance import sha256_file
 from maskrcnn_pipeline.workflow import images as container
-from maskrcnn_pipeline.workflow.config import load_schema
+from maskrcnn_pipeline.workflow.schema import load_schema
 from tests.support.container import Apptainer, body_lines, sections
 from tests.support.paths import REPO
 

@@ -22,8 +22,7 @@ import yaml
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.nvidia import command as nvidia_command
 from maskrcnn_pipeline.train.schedule import mlperf_warmup_problem
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+from maskrcnn_pipeline.workflow.schema import SCHEMA_PATH, load_schema
 
 #: Synthetic datasets always have exactly these splits.
 SYNTHETIC_SPLITS = ("train", "val")
@@ -44,12 +43,6 @@ UNUSED_KEYS = {
     "folder": ("files",),
     "download": ("root",),
 }
-
-
-@cache
-def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
 
 
 def _extend_with_defaults(validator_class: type) -> type:
@@ -319,15 +312,6 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             f"(schema: {schema_path}):\n{listing}"
         )
     return config
-
-
-def schema_default(*keys: str, schema_path: Path = SCHEMA_PATH) -> Any:
-    """The schema's default for the top-level key path ``keys`` (e.g. "report", "references"),
-    for scripts run by hand without a config: defaults live in the schema only."""
-    node = load_schema(schema_path)
-    for key in keys:
-        node = node["properties"][key]
-    return copy.deepcopy(node["default"])
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
