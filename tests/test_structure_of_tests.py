@@ -14,6 +14,8 @@ from tests.support.paths import REPO
 TESTS = REPO / "tests"
 TEST_MODULES = sorted(TESTS.glob("test_*.py"))
 SUPPORT_MODULES = sorted((TESTS / "support").rglob("*.py"))
+#: bench/ reuses the tests' helpers too.
+BENCH_MODULES = sorted((REPO / "bench").glob("*.py"))
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -35,7 +37,9 @@ def forbidden(module: str) -> bool:
     return last == "conftest" or last.startswith("test_")
 
 
-@pytest.mark.parametrize("path", TEST_MODULES + SUPPORT_MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", TEST_MODULES + SUPPORT_MODULES + BENCH_MODULES, ids=lambda p: str(p.relative_to(REPO))
+)
 def test_no_module_imports_a_test_module_or_conftest(path: Path) -> None:
     bad = sorted(module for module in imported_modules(path) if forbidden(module))
     assert not bad, (
