@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # ... and import this checkout's package (also from another worktree sharing the venv).
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: install demo test lint format clean-demo
+.PHONY: install demo test test-fast lint format clean-demo
 
 ## install: create .venv with the pinned dependencies of pyproject.toml (no-op when current)
 install: $(STAMP)
@@ -26,6 +26,10 @@ demo: install
 ## test: the whole test suite (unit, end-to-end workflow, Slurm where installed)
 test: install
 	python -m pytest
+
+## test-fast: the unit tests only (no end-to-end workflow or Slurm runs; about a minute)
+test-fast: install
+	python -m pytest -m "not slow"
 
 ## lint: ruff, snakefmt and snakemake --lint
 lint: install

@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import BIN, TESTS_DATA, copy_workflow, tool_env  # noqa: E402
+from tests.support.paths import BIN, TESTS_DATA  # noqa: E402
+from tests.support.workflow import copy_workflow, tool_env  # noqa: E402
 
 BARE_RULES = 20
 

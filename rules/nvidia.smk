@@ -50,13 +50,15 @@ rule prepare_nvidia:
 
 
 # Resumes from NVIDIA's own last_checkpoint in train/nvidia/, which is not a declared folder
-# (a failed or preempted attempt keeps it; retries and reruns resume). Each attempt's dllogger
-# file is kept (renamed with its start time) for nvidia_metrics; a last_checkpoint naming a
-# removed file (a forced rerun) is dropped, so training starts over instead of failing.
+# (a failed or preempted attempt keeps it; retries and reruns resume). Before each attempt,
+# scripts/nvidia_attempt.py keeps the previous dllogger file (renamed with its start time) for
+# nvidia_metrics and drops a last_checkpoint naming a removed file (a forced rerun), so
+# training starts over instead of failing. Editing that step does not retrain (ancient).
 rule train_nvidia:
     input:
         unpack(nvidia_image_inputs),
         unpack(nvidia_train_inputs),
+        code=ancient(code("nvidia_attempt")),
     output:
         model="results/{run}/train/nvidia/model_final.pth",
     log:
@@ -79,11 +81,9 @@ rule train_nvidia:
         out_dir=subpath(output.model, parent=True),
         summary=lambda wildcards: nvidia.train_summary(wildcards.run),
     shell:
-        "mkdir -p {params.out_dir:q}; if [ -f {params.summary:q} ]; then"
-        " mv {params.summary:q} {params.summary:q}.$(date +%Y%m%dT%H%M%S); fi;"
-        " last={params.out_dir:q}/last_checkpoint; if [ -f $last ]"
-        ' && [ ! -f "$(cat $last)" ]; then rm $last; fi;'
-        " {params.container} {params.command} >> {log} 2>&1"
+        "python scripts/nvidia_attempt.py --train-dir {params.out_dir:q}"
+        " --summary {params.summary:q} >> {log} 2>&1"
+        " && {params.container} {params.command} >> {log} 2>&1"
 
 
 rule nvidia_metrics:

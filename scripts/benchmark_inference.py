@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import emit_figures, run_cli
+from maskrcnn_pipeline.cli import emit_figures, parser_from_doc, run_cli
 from maskrcnn_pipeline.workflow.settings_args import (
     add_benchmark_arguments,
     apply_overrides,
@@ -19,7 +19,7 @@ from maskrcnn_pipeline.workflow.settings_args import (
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = parser_from_doc(__doc__)
     add_benchmark_arguments(parser, iterations=50, warmup=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="(1 8)")
     parser.add_argument("--model", type=Path, help="model_final.pth (default: random weights)")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import emit_figures, run_cli
+from maskrcnn_pipeline.cli import emit_figures, parser_from_doc, run_cli
 from maskrcnn_pipeline.workflow.settings_args import (
     add_benchmark_arguments,
     apply_overrides,
@@ -22,7 +22,7 @@ log = logging.getLogger("benchmark_train")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = parser_from_doc(__doc__)
     add_benchmark_arguments(parser, iterations=50, warmup=10)
     parser.add_argument(
         "--data",

@@ -1,5 +1,8 @@
 """Compare runs side by side: comparison.csv/.html/.md and charts; see report.comparison.
 
+Writes comparison.csv (one row per run), comparison.html, comparison.md and ap.png,
+ap_by_size.png, speed.png, losses.png, ap_vs_iteration.png into --out-dir.
+
 Thin by design: the Snakemake rule passes every run of the config; by hand, name the runs
 and their files:
 
@@ -15,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import json_option, run_cli
+from maskrcnn_pipeline.cli import json_option, parser_from_doc, run_cli
 from maskrcnn_pipeline.report.comparison import INFO_COLUMNS, RunInputs, build_comparison
 from maskrcnn_pipeline.report.figures import add_placeholders_argument
 from maskrcnn_pipeline.workflow.schema import schema_default
@@ -25,12 +28,7 @@ logger = logging.getLogger("compare")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; every run is one --run with its name and two files."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Writes comparison.csv (one row per run), comparison.html, comparison.md and "
-        "ap.png, ap_by_size.png, speed.png, losses.png, ap_vs_iteration.png into --out-dir.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--out-dir", required=True, type=Path, metavar="DIR", help="folder to write into"
     )

@@ -3,6 +3,10 @@
 Works on any COCO annotation + results pair, inside or outside the workflow:
 
     python scripts/evaluate.py --annotations GT.json --results RESULTS.json --out metrics.json
+
+metrics.json holds, per iou type, the 12 COCO stats AP, AP50, AP75, APs, APm, APl, AR1, AR10,
+AR100, ARs, ARm, ARl. Exit status: 0 on success, 2 on bad input (the message names the file
+and the fix).
 """
 
 from __future__ import annotations
@@ -11,25 +15,20 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.evaluation import (
     BACKENDS,
-    DEFAULT_BACKEND,
     IOU_TYPES,
-    STAT_NAMES,
     evaluate_coco,
     write_metrics,
     write_per_category_csv,
     write_pr_curves_csv,
 )
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=f"metrics.json holds, per iou type, the 12 COCO stats {', '.join(STAT_NAMES)}. "
-        "Exit status: 0 on success, 2 on bad input (the message names the file and the fix).",
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--annotations",
         required=True,
@@ -55,7 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        default=DEFAULT_BACKEND,
+        default=schema_default("evaluation", "backend"),
         help="evaluation library; both give the same numbers (default: %(default)s, faster)",
     )
     parser.add_argument(

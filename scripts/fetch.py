@@ -25,6 +25,7 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.data.checksums import ChecksumLock, parse_checksums
 from maskrcnn_pipeline.data.fetch import FetchOptions, fetch, fetch_trusted
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--retries",
         type=int,
-        default=5,
+        default=schema_default("download", "retries"),
         metavar="N",
         help="consecutive failed attempts retried before giving up (default: %(default)s)",
     )
     how.add_argument(
         "--timeout",
         type=float,
-        default=60.0,
+        default=schema_default("download", "timeout"),
         metavar="S",
         help="seconds without data before an attempt fails (default: %(default)s)",
     )

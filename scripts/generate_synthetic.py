@@ -13,58 +13,43 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 log = logging.getLogger("generate_synthetic")
 
+#: The options, named as the config's keys under datasets.<name>.synthetic.
+OPTIONS = {
+    "seed": "random seed (same seed, same bytes)",
+    "train_images": "images in the train split",
+    "val_images": "images in the val split",
+    "image_size": "image width = height, px",
+    "min_objects": "fewest objects per image",
+    "max_objects": "most objects per image",
+    "min_object_size": "smallest object (circumcircle), px",
+    "max_object_size": "largest object (circumcircle), px",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The options, each with its default shown in ``--help``."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    """The options; each default is the schema's (datasets.<name>.synthetic), shown in --help."""
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--out",
         type=Path,
         required=True,
-        default=argparse.SUPPRESS,  # keeps "(default: None)" out of --help
         metavar="ROOT",
         help="dataset root; existing train/ and val/ splits in it are replaced",
     )
-    parser.add_argument(
-        "--seed", type=int, metavar="N", default=0, help="random seed (same seed, same bytes)"
-    )
-    parser.add_argument(
-        "--train-images", type=int, metavar="N", default=800, help="images in the train split"
-    )
-    parser.add_argument(
-        "--val-images", type=int, metavar="N", default=100, help="images in the val split"
-    )
-    parser.add_argument(
-        "--image-size", type=int, metavar="N", default=160, help="image width = height, px"
-    )
-    parser.add_argument(
-        "--min-objects", type=int, metavar="N", default=1, help="fewest objects per image"
-    )
-    parser.add_argument(
-        "--max-objects", type=int, metavar="N", default=4, help="most objects per image"
-    )
-    parser.add_argument(
-        "--min-object-size",
-        type=int,
-        metavar="N",
-        default=10,
-        help="smallest object (circumcircle), px",
-    )
-    parser.add_argument(
-        "--max-object-size",
-        type=int,
-        metavar="N",
-        default=90,
-        help="largest object (circumcircle), px",
-    )
+    for key, text in OPTIONS.items():
+        parser.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=int,
+            metavar="N",
+            default=schema_default("$defs", "synthetic", key),
+            help=f"{text} (default: %(default)s)",
+        )
     return parser
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import emit_figures, parser_from_doc, run_cli
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.nvidia.logs import inference_result, read_dllogger, train_benchmark
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--channels-last",
         choices=("True", "False"),
-        default="True",
-        help="the run's channels_last (NVIDIA's NHWC; default: True)",
+        default=str(schema_default("$defs", "run", "channels_last")),
+        help="the run's channels_last (NVIDIA's NHWC; default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, help="JSON file to write (also printed)")
     return parser

@@ -17,21 +17,18 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.report.figures import save_figure
 from maskrcnn_pipeline.report.overlays import sample_figure, write_overlays
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 logger = logging.getLogger("overlay")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: the results, what they refer to, and where the PNGs go."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n", 2)[2],
-    )
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--predictions",
         required=True,
@@ -66,16 +63,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--num-examples",
         type=int,
-        default=6,
+        default=schema_default("report", "num_examples"),
         metavar="N",
-        help="images in the --sample grid (default: %(default)s)",
+        help="images in the --sample grid (default: %(default)s, the schema's report.num_examples)",
     )
     parser.add_argument(
         "--score-threshold",
         type=float,
-        default=0.5,
+        default=schema_default("report", "score_threshold"),
         metavar="SCORE",
-        help="draw only detections scoring at least this, 0 to 1 (default: %(default)s)",
+        help="draw only detections scoring at least this, 0 to 1 (default: %(default)s, the "
+        "schema's report.score_threshold)",
     )
     return parser.parse_args(argv)
 

@@ -13,12 +13,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = parser_from_doc(__doc__)
     add_settings_arguments(parser, kind="predict")
     parser.add_argument("--model", type=Path, required=True, help="model_final.pth of a run")
     parser.add_argument("--images", type=Path, required=True, help="images folder")

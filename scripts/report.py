@@ -1,7 +1,11 @@
 """Write one run's report (figures, metrics.csv, summary.md); see maskrcnn_pipeline.report.
 
-Thin by design: every option maps to an argument of ``build_run_report``, so the Snakemake
-rule, a user at the shell and the tests all drive the same code.
+The per-run report: training curves, evaluation figures, example predictions, metrics.csv,
+metrics.html and summary.md. An optional input that is not given (or does not exist) skips
+its figure, and summary.md says so.
+
+Thin by design: every option maps to an argument of build_run_report, so the Snakemake rule,
+a user at the shell and the tests all drive the same code.
 """
 
 from __future__ import annotations
@@ -11,20 +15,17 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.report.figures import add_placeholders_argument
 from maskrcnn_pipeline.report.run_report import build_run_report
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 logger = logging.getLogger("report")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; optional inputs default to None, which skips their figure."""
-    parser = argparse.ArgumentParser(
-        description="Write the per-run report: training curves, evaluation figures, example "
-        "predictions, metrics.csv, metrics.html and summary.md. An optional input that is not "
-        "given (or does not exist) skips its figure, and summary.md says so.",
-    )
+    parser = parser_from_doc(__doc__)
     required = parser.add_argument_group("required")
     required.add_argument(
         "--run-name", required=True, metavar="NAME", help="run name shown in summary.md"
@@ -90,17 +91,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     drawing.add_argument(
         "--num-examples",
         type=int,
-        default=6,
+        default=schema_default("report", "num_examples"),
         metavar="N",
         help="images in predictions.png, a fixed sample chosen by image id; "
-        "0 skips the figure (default: %(default)s)",
+        "0 skips the figure (default: %(default)s, the schema's report.num_examples)",
     )
     drawing.add_argument(
         "--score-threshold",
         type=float,
-        default=0.5,
+        default=schema_default("report", "score_threshold"),
         metavar="SCORE",
-        help="draw only detections scoring at least this, 0 to 1 (default: %(default)s)",
+        help="draw only detections scoring at least this, 0 to 1 (default: %(default)s, the "
+        "schema's report.score_threshold)",
     )
     add_placeholders_argument(drawing)
     return parser.parse_args(argv)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import run_cli
+from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.train.lock import run_lock
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = parser_from_doc(__doc__)
     add_settings_arguments(parser, kind="train")
     parser.add_argument("--images", type=Path, required=True, help="training images folder")
     parser.add_argument(

@@ -27,6 +27,7 @@ from maskrcnn_pipeline.data.validation import (
     validate_dataset,
     write_report,
 )
+from maskrcnn_pipeline.workflow.schema import schema_default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--bbox-tolerance",
         type=float,
-        default=1.0,
+        default=schema_default("$defs", "validation", "bbox_tolerance"),
         metavar="PX",
         help="pixels a box may extend beyond its image (default: %(default)s)",
     )

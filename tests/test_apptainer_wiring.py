@@ -24,8 +24,9 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from tests.conftest import BIN, tool_env
 from tests.support.container import Apptainer, executed_rules, rule_of, workflow_copy
+from tests.support.paths import BIN
+from tests.support.workflow import tool_env
 
 pytestmark = pytest.mark.slow
 

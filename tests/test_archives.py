@@ -14,7 +14,7 @@ import pytest
 
 from maskrcnn_pipeline.data.archives import unpack, unsafe_reason
 from maskrcnn_pipeline.errors import PipelineError
-from tests.conftest import run_script
+from tests.support.workflow import run_script
 
 
 def make_zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from maskrcnn_pipeline.train.benchmark import latency_figures
-from tests.conftest import REPO, TESTS_DATA, run_script
+from tests.support.paths import REPO, TESTS_DATA
+from tests.support.workflow import run_script
 
 TINY = ["--config", str(TESTS_DATA / "tiny.yaml"), "--run", "tiny"]
 SMALL = ["--height", "64", "--width", "96", "--classes", "3"]

@@ -14,8 +14,8 @@ import pytest
 from maskrcnn_pipeline.data.checksums import ChecksumLock
 from maskrcnn_pipeline.data.fetch import ChecksumMismatch, FetchOptions, fetch_trusted
 from maskrcnn_pipeline.errors import PipelineError
-from tests.conftest import run_script
 from tests.support.http_server import FaultyServer
+from tests.support.workflow import run_script
 
 DATA = os.urandom(200_000)
 SHA256 = hashlib.sha256(DATA).hexdigest()

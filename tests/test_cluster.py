@@ -16,7 +16,7 @@ from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.resources import srun_launcher, train_resources
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 MINIMAL = {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
 

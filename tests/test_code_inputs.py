@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from maskrcnn_pipeline.workflow.code_inputs import BY_HAND_ONLY, code_inputs
-from tests.conftest import BIN, REPO, TESTS_DATA, tool_env
+from tests.support.paths import BIN, REPO, TESTS_DATA
+from tests.support.workflow import tool_env
 
 PACKAGE = "maskrcnn_pipeline"
 EVALUATION_HOOK = "maskrcnn_pipeline.train.evaluation_hook"

@@ -24,8 +24,9 @@ from maskrcnn_pipeline.report.comparison import (
 )
 from maskrcnn_pipeline.report.comparison_figures import ap_history_figure, stats_bars_figure
 from maskrcnn_pipeline.workflow.schema import schema_default
-from tests.conftest import COMPARISON_FIGURES, COMPARISON_TABLES, html_tables, run_script
-from tests.test_report import PNG_SIGNATURE, coco_stats, write_json, write_metrics_log
+from tests.support.report import COMPARISON_FIGURES, COMPARISON_TABLES, PNG_SIGNATURE, html_tables
+from tests.support.report_inputs import coco_stats, write_json, write_metrics_log
+from tests.support.workflow import run_script
 
 NVIDIA = schema_default("report", "references")
 

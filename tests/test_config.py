@@ -20,7 +20,7 @@ from maskrcnn_pipeline.workflow.config import (
     train_settings,
     validate_config,
 )
-from tests.conftest import REPO, TESTS_DATA
+from tests.support.paths import REPO, TESTS_DATA
 
 MINIMAL = {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
 

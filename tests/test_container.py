@@ -23,38 +23,20 @@ from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV, container_info, sha256_file
 from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.workflow.schema import load_schema
-from tests.conftest import BIN, REPO
-from tests.support.container import DOUBLE, Apptainer, pyproject, pyproject_pins
+from tests.support.container import (
+    DOUBLE,
+    Apptainer,
+    body_lines,
+    pyproject,
+    pyproject_pins,
+    sections,
+)
+from tests.support.paths import BIN, REPO
 
 DEFINITION = REPO / "containers" / "maskrcnn.def"
 #: Pins the image must not install: NGC's own CUDA builds of torch and torchvision stay, and
 #: snakemake (with its plugins) runs on the host.
 NOT_IN_IMAGE = re.compile(r"^(torch|torchvision|snakemake.*)$")
-
-
-def sections(text: str) -> dict[str, str]:
-    """The definition's %sections by name; the header under ''."""
-    found: dict[str, list[str]] = {"": []}
-    current = ""
-    for line in text.splitlines():
-        match = re.match(r"^%(\w+)\s*$", line)
-        if match:
-            current = match.group(1)
-            if current in found:
-                raise AssertionError(f"section %{current} appears twice")
-            found[current] = []
-        else:
-            found[current].append(line)
-    return {name: "\n".join(lines) for name, lines in found.items()}
-
-
-def body_lines(section: str) -> list[str]:
-    """Non-blank, non-comment lines of a section, stripped."""
-    return [
-        line.strip()
-        for line in section.splitlines()
-        if line.strip() and not line.strip().startswith("#")
-    ]
 
 
 def arguments() -> dict[str, str]:
@@ -167,16 +149,6 @@ def test_the_test_section_fails_when_a_gpu_is_visible_but_unusable(tmp_path: Pat
 
 
 # --- building and recording, against the apptainer test double ---------------------------
-
-
-@pytest.fixture
-def fake_apptainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Apptainer:
-    """The apptainer test double first on PATH, for code that calls it in this process."""
-    apptainer = Apptainer(tmp_path)
-    env = apptainer.env()
-    monkeypatch.setenv("PATH", env["PATH"])
-    monkeypatch.setenv("APPTAINER_DOUBLE_LOG", env["APPTAINER_DOUBLE_LOG"])
-    return apptainer
 
 
 def test_build_command_passes_the_base_and_fakeroot_only_without_root() -> None:

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
-from tests.conftest import REPO, TESTS_DATA, copy_workflow, run_snakemake
 from tests.support.http_server import FaultyServer
+from tests.support.paths import REPO, TESTS_DATA
+from tests.support.workflow import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
 from tests.support.container import pyproject_pins
+from tests.support.paths import REPO
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 HOST_ONLY = re.compile(r"^snakemake.*$")

@@ -12,8 +12,6 @@ import json
 import logging
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,8 +36,8 @@ from tests.support.fake_coco import (
     make_ground_truth,
     write_fake_coco,
 )
+from tests.support.workflow import run_script
 
-REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-9
 
 
@@ -352,19 +350,14 @@ def test_writers(evaluated: dict[str, EvaluationResult], tmp_path: Path) -> None
     assert len(curve_rows) == 4 * 101
 
 
-def run_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), *map(str, args)]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-
-
 def test_cli_writes_documented_outputs(small_files: tuple[Path, Path], tmp_path: Path) -> None:
     gt_path, results_path = small_files
     out, per_category, curves = tmp_path / "m.json", tmp_path / "pc.csv", tmp_path / "pr.csv"
-    done = run_script(
+    done = run_script("evaluate.py", [
         "--annotations", gt_path, "--results", results_path, "--out", out,
         "--backend", "pycocotools", "--iou-types", "bbox", "segm",
         "--per-category-csv", per_category, "--pr-curves-csv", curves,
-    )  # fmt: skip
+    ])  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # library output goes to the log (stderr)
     assert "AP=" in done.stderr
@@ -378,9 +371,10 @@ def test_cli_writes_documented_outputs(small_files: tuple[Path, Path], tmp_path:
 
 def test_cli_bad_input_exits_2(small_files: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "m.json"
+    missing = tmp_path / "nope.json"
     done = run_script(
-        "--annotations", small_files[0], "--results", tmp_path / "nope.json", "--out", out
-    )  # fmt: skip
+        "evaluate.py", ["--annotations", small_files[0], "--results", missing, "--out", out]
+    )
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and "nope.json" in message
@@ -388,11 +382,13 @@ def test_cli_bad_input_exits_2(small_files: tuple[Path, Path], tmp_path: Path) -
 
 
 def test_cli_help_documents_every_option() -> None:
-    done = run_script("--help")
+    done = run_script("evaluate.py", ["--help"])
     assert done.returncode == 0
     for option in ("--annotations", "--results", "--out", "--backend", "--iou-types",
                    "--per-category-csv", "--pr-curves-csv"):  # fmt: skip
         assert option in done.stdout
+    # The docstring names the stats metrics.json holds: all of them.
+    assert all(re.search(rf"\b{name}\b", done.stdout) for name in STAT_NAMES), done.stdout
 
 
 # --- the generator ------------------------------------------------------------------------

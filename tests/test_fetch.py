@@ -16,8 +16,9 @@ import pytest
 from maskrcnn_pipeline.data.checksums import Checksum, StreamHasher, parse_checksums
 from maskrcnn_pipeline.data.fetch import FetchOptions, fetch
 from maskrcnn_pipeline.errors import PipelineError
-from tests.conftest import REPO, run_script, tool_env
 from tests.support.http_server import ETAG, FaultyServer
+from tests.support.paths import REPO
+from tests.support.workflow import run_script, tool_env
 
 DATA = os.urandom(300_000)
 MD5 = hashlib.md5(DATA).hexdigest()

@@ -8,7 +8,7 @@ import pytest
 
 from maskrcnn_pipeline.data.link import link_split
 from maskrcnn_pipeline.errors import PipelineError
-from tests.conftest import run_script
+from tests.support.workflow import run_script
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.names import SAFE_NAME, is_safe_name
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.schema import load_schema
-from tests.conftest import BIN, REPO, TESTS_DATA, tool_env
+from tests.support.paths import BIN, REPO, TESTS_DATA
+from tests.support.workflow import tool_env
 
 BAD_NAMES = [".", "..", ".hidden", "a/b", "a b", "$(id)", ""]
 GOOD_NAMES = ["coco2017", "r50_fpn-1x", "v1.2", "_x", "-x"]

@@ -15,9 +15,8 @@ from spython.main.parse.parsers import SingularityParser
 from maskrcnn_pipeline.provenance import sha256_file
 from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.workflow.schema import load_schema
-from tests.conftest import REPO
-from tests.support.container import Apptainer
-from tests.test_container import body_lines, fake_apptainer, sections  # noqa: F401 (fixture)
+from tests.support.container import Apptainer, body_lines, sections
+from tests.support.paths import REPO
 
 DEFINITION = REPO / "containers" / "nvidia-maskrcnn.def"
 
@@ -89,7 +88,7 @@ def test_the_test_section_checks_their_forks_and_the_gpu() -> None:
     assert "maskrcnn_benchmark._C" in test and "nvidia-smi" in test
 
 
-def test_builds_pass_every_build_argument(fake_apptainer: Apptainer, tmp_path: Path) -> None:  # noqa: F811
+def test_builds_pass_every_build_argument(fake_apptainer: Apptainer, tmp_path: Path) -> None:
     args = {"DLE_REPOSITORY": "file:///mirror/dle", "DLE_COMMIT": "a" * 40}
     command = container.build_command(
         "apptainer", DEFINITION, "o.sif", base="b:1", fakeroot=False, build_args=args

@@ -29,8 +29,9 @@ from maskrcnn_pipeline.nvidia.catalog import (
 )
 from maskrcnn_pipeline.nvidia.predictions import merge_results
 from maskrcnn_pipeline.workflow.config import validate_config
-from tests.conftest import REPO, run_script
-from tests.support.nvidia import double
+from tests.support.nvidia import RECIPE_COMMAND, double
+from tests.support.paths import REPO
+from tests.support.workflow import run_script
 
 WEIGHTS = {"R-50.pkl": {"url": "https://example.org/R-50.pkl", "trust_on_first_use": True}}
 BASE = {
@@ -38,32 +39,6 @@ BASE = {
     "weights": WEIGHTS,
     "runs": {"nv": {"dataset": "coco2017", "engine": "nvidia"}},
 }
-#: train.sh's command for the recipe (8 GPUs x 12 images), every setting explicit.
-RECIPE_COMMAND = [
-    "torchrun",
-    "--standalone",
-    "--nnodes=1",
-    "--nproc_per_node=8",
-    "/workspace/object_detection/tools/train_net.py",
-    "--config-file",
-    "/workspace/object_detection/configs/e2e_mask_rcnn_R_50_FPN_1x.yaml",
-    "--skip-test",
-    "--json-summary",
-    "results/nv/train/nvidia/dllogger.json",
-    *("DTYPE", "float16", "NHWC", "True", "DATALOADER.HYBRID", "True"),
-    *("SOLVER.BASE_LR", "0.12", "SOLVER.IMS_PER_BATCH", "96", "SOLVER.MAX_ITER", "16667"),
-    *("SOLVER.STEPS", "(12000, 16000)", "SOLVER.GAMMA", "0.1", "SOLVER.WARMUP_ITERS", "800"),
-    *("SOLVER.WARMUP_FACTOR", "0.0001", "SOLVER.WARMUP_METHOD", "mlperf_linear"),
-    *("SOLVER.MOMENTUM", "0.9", "SOLVER.WEIGHT_DECAY", "0.0001"),
-    *("SOLVER.WEIGHT_DECAY_BIAS", "0", "SOLVER.BIAS_LR_FACTOR", "2"),
-    *("SOLVER.CHECKPOINT_PERIOD", "2500", "DATALOADER.NUM_WORKERS", "4"),
-    *("DATALOADER.ASPECT_RATIO_GROUPING", "True", "DATALOADER.SIZE_DIVISIBILITY", "32"),
-    *("INPUT.MIN_SIZE_TRAIN", "800", "INPUT.MAX_SIZE_TRAIN", "1333"),
-    *("MODEL.ROI_BOX_HEAD.NUM_CLASSES", "81", "MODEL.WEIGHT", "data/weights/R-50.pkl"),
-    *("PATHS_CATALOG", "results/nv/train/nvidia_paths_catalog.py"),
-    *("DATASETS.TRAIN", '("coco_train",)', "DATASETS.TEST", '("coco_val",)'),
-    *("OUTPUT_DIR", "results/nv/train/nvidia"),
-]
 
 
 def run_of(edit=None) -> dict:

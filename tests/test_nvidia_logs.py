@@ -20,8 +20,8 @@ from maskrcnn_pipeline.nvidia.logs import (
     train_benchmark,
     training_records,
 )
-from tests.conftest import run_script
 from tests.support.nvidia import dllogger_file, iteration_data
+from tests.support.workflow import run_script
 
 CONFIG = {"SOLVER": {"IMS_PER_BATCH": 96, "BASE_LR": 0.12}, "MODEL": {"MASK_ON": True}}
 

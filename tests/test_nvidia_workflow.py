@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.metrics_log import read_metrics_log
-from tests.conftest import BIN, REPO, TESTS_DATA
+from maskrcnn_pipeline.workflow.code_inputs import code_inputs
 from tests.support.container import Apptainer, workflow_copy
-from tests.support.nvidia import NVIDIA_DOUBLE
-from tests.test_nvidia_engine import RECIPE_COMMAND
+from tests.support.nvidia import NVIDIA_DOUBLE, RECIPE_COMMAND
+from tests.support.paths import BIN, REPO, TESTS_DATA
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +126,7 @@ def test_the_chain_of_the_nvidia_run(coco_plan: tuple[Path, str]) -> None:
         "data/coco2017/validation.json",
         "results/r50_fpn_1x_nvidia/train/nvidia_paths_catalog.py",
         "data/weights/R-50.pkl",
+        *code_inputs(REPO, "scripts/nvidia_attempt.py"),
     }
     assert "resources: tmpdir=/tmp, runtime=720, gpu=8, mem_mb=256000" in train
     metrics = job_block(output, "nvidia_metrics")
@@ -150,8 +151,11 @@ def test_the_exact_training_command(coco_plan: tuple[Path, str]) -> None:
         f" {NVIDIA_IMAGE} env -u PYTHONPATH"
     )
     shell = shell_of(job_block(output, "train_nvidia"))
-    assert shell.endswith(
-        f"; {in_image} {shlex.join(command)} >> results/logs/train_nvidia/{run}.log 2>&1"
+    log = f"results/logs/train_nvidia/{run}.log"
+    assert shell == (
+        f"python scripts/nvidia_attempt.py --train-dir results/{run}/train/nvidia"
+        f" --summary results/{run}/train/nvidia/dllogger.json >> {log} 2>&1"
+        f" && {in_image} {shlex.join(command)} >> {log} 2>&1"
     )
     assert shlex.join(command) == (
         "torchrun --standalone --nnodes=1 --nproc_per_node=8"

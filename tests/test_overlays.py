@@ -15,15 +15,9 @@ from PIL import Image
 
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.report.overlays import MIN_OVERLAY_SIDE, overlay_names, write_overlays
-from tests.conftest import run_script
-from tests.test_report import (
-    HEIGHT,
-    PNG_SIGNATURE,
-    WIDTH,
-    predictions_for,
-    write_dataset,
-    write_json,
-)
+from tests.support.report import PNG_SIGNATURE
+from tests.support.report_inputs import HEIGHT, WIDTH, predictions_for, write_dataset, write_json
+from tests.support.workflow import run_script
 
 
 @pytest.fixture(scope="module")

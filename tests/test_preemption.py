@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, run_snakemake, tool_env
+from tests.support.paths import BIN
+from tests.support.workflow import run_snakemake, tool_env
 
 pytestmark = pytest.mark.slow
 

@@ -21,17 +21,14 @@ import yaml
 from PIL import Image
 
 from maskrcnn_pipeline.workflow.config import load_config, run_config
-from tests.conftest import (
+from tests.support.paths import REPO, TESTS_DATA
+from tests.support.report import (
     COMPARISON_FIGURES,
     COMPARISON_TABLES,
-    REPO,
     RUN_REPORT_FIGURES,
     RUN_REPORT_TABLES,
-    TESTS_DATA,
-    copy_workflow,
-    run_snakemake,
 )
-from tests.test_workflow import planned_jobs
+from tests.support.workflow import copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import (
-    TESTS_DATA,
-    copy_workflow,
-    make_tiny_dataset,
-    run_snakemake,
-    tool_env,
-)
+from tests.support.datasets import make_tiny_dataset
+from tests.support.paths import TESTS_DATA
+from tests.support.workflow import copy_workflow, run_snakemake, tool_env
 
 #: A folder name a user could really have, with every shell metacharacter that matters.
 HOSTILE = "my data $(touch PWNED) `touch PWNED` 'q' \"d\"; touch PWNED & x"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN
 from tests.support.container import Apptainer, executed_rules, rule_of, workflow_copy
+from tests.support.paths import BIN
 from tests.support.slurm_cluster import LocalSlurm, local_slurm, why_not_runnable
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.train.lock import run_lock
-from tests.conftest import BIN, run_snakemake, tool_env
+from tests.support.paths import BIN
+from tests.support.workflow import run_snakemake, tool_env
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +20,12 @@ from maskrcnn_pipeline.data.synthetic import (
     render_scene,
 )
 from maskrcnn_pipeline.errors import PipelineError
+from tests.support.workflow import run_script
 
 pytestmark = pytest.mark.filterwarnings(
     # pycocotools 2.0.11 decode() trips a NumPy 2 deprecation on every call; not ours to fix.
     "ignore:__array__ implementation doesn.t accept a copy keyword:DeprecationWarning"
 )
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "generate_synthetic.py"
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -220,19 +216,8 @@ def test_impossible_crowding_names_min_objects_and_leaves_nothing(tmp_path: Path
     assert list(tmp_path.iterdir()) == [], "no partial split folder or temporary is left"
 
 
-def _run_script(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT.relative_to(REPO)), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_help_documents_every_option() -> None:
-    result = _run_script("--help")
+    result = run_script("generate_synthetic.py", ["--help"])
     assert result.returncode == 0, result.stderr
     for option in (
         "--out",
@@ -251,8 +236,9 @@ def test_cli_help_documents_every_option() -> None:
 
 def test_cli_writes_the_dataset(tmp_path: Path) -> None:
     root = tmp_path / "demo"
-    result = _run_script(
-        "--out", str(root), "--seed", "4", "--train-images", "6", "--val-images", "2"
+    result = run_script(
+        "generate_synthetic.py",
+        ["--out", root, "--seed", "4", "--train-images", "6", "--val-images", "2"],
     )
     assert result.returncode == 0, result.stderr
     assert "wrote train: 6 images" in result.stderr
@@ -264,7 +250,7 @@ def test_cli_writes_the_dataset(tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_arguments_without_traceback(tmp_path: Path) -> None:
-    result = _run_script("--out", str(tmp_path / "x"), "--image-size", "50")
+    result = run_script("generate_synthetic.py", ["--out", tmp_path / "x", "--image-size", "50"])
     assert result.returncode == 2
     assert "image_size" in result.stderr
     assert "Traceback" not in result.stderr

@@ -23,7 +23,9 @@ from maskrcnn_pipeline.train.run import TrainingInterrupted, TrainPaths, train
 from maskrcnn_pipeline.train.schedule import Schedule
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.config import train_settings, validate_config
-from tests.conftest import REPO, TESTS_DATA, make_tiny_dataset, run_script
+from tests.support.datasets import make_tiny_dataset
+from tests.support.paths import REPO, TESTS_DATA
+from tests.support.workflow import run_script
 
 #: Stands for the digest scripts/train.py computes of the training code.
 CODE = "code-a"

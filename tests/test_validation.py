@@ -22,7 +22,7 @@ from maskrcnn_pipeline.data.validation import (
     write_report,
 )
 from maskrcnn_pipeline.errors import PipelineError
-from tests.conftest import run_script
+from tests.support.workflow import run_script
 
 SQUARE = [1.0, 1.0, 11.0, 1.0, 11.0, 11.0, 1.0, 11.0]
 GOOD: dict[str, Any] = {

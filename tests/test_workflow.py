@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.evaluation import STAT_NAMES
-from tests.conftest import TESTS_DATA, copy_workflow, run_snakemake
+from tests.support.paths import TESTS_DATA
+from tests.support.workflow import copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -24,17 +25,6 @@ PIPELINE = {
     "report",
     "compare",
 }
-
-
-def planned_jobs(workdir: Path) -> set[str]:
-    """Rules a dry run would execute (from the 'Job stats' table), 'all' left out."""
-    result = run_snakemake(workdir, "--dry-run")
-    output = result.stdout + result.stderr
-    if "Nothing to be done" in output:
-        return set()
-    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
-    rows = re.findall(r"^(\w+)\s+\d+\s*$", table, flags=re.MULTILINE)
-    return set(rows) - {"all", "job"}
 
 
 def edit_config(workdir: Path, edit) -> None:

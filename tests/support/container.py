@@ -1,8 +1,6 @@
 """What the container and cluster tests share: pyproject's pins, a workflow copy with the
-container parts, and the apptainer test double on PATH.
-
-Kept out of conftest.py so the shared fixtures stay as they are.
-"""
+container parts, the apptainer test double on PATH, and a reader for the sections of an
+Apptainer definition file."""
 
 from __future__ import annotations
 
@@ -15,11 +13,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, TESTS_DATA, copy_workflow, tool_env
+from tests.support.paths import REPO, TESTS_DATA
+from tests.support.workflow import copy_workflow, tool_env
 
 #: tests/support/doubles/apptainer.py: records its calls, runs `exec`'s command on the host.
 DOUBLE = REPO / "tests" / "support" / "doubles" / "apptainer.py"
-#: Besides conftest.WORKFLOW_PARTS, a run with --use-singularity reads these.
+#: Besides workflow.WORKFLOW_PARTS, a run with --use-singularity reads these.
 CONTAINER_PARTS = ("containers", "envs")
 
 
@@ -48,6 +47,31 @@ def workflow_copy(dest: Path, config: Path | None = TESTS_DATA / "tiny.yaml") ->
     if config is not None:
         shutil.copy2(config, dest / "config.yaml")
     return dest
+
+
+def sections(text: str) -> dict[str, str]:
+    """The definition's %sections by name; the header under ''."""
+    found: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in text.splitlines():
+        match = re.match(r"^%(\w+)\s*$", line)
+        if match:
+            current = match.group(1)
+            if current in found:
+                raise AssertionError(f"section %{current} appears twice")
+            found[current] = []
+        else:
+            found[current].append(line)
+    return {name: "\n".join(lines) for name, lines in found.items()}
+
+
+def body_lines(section: str) -> list[str]:
+    """Non-blank, non-comment lines of a section, stripped."""
+    return [
+        line.strip()
+        for line in section.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 class Apptainer:

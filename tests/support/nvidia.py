@@ -2,7 +2,7 @@
 
 tests/support/doubles/nvidia_maskrcnn.py plays ``torchrun`` + NVIDIA's train_net.py/test_net.py; it
 also writes dllogger lines, which the parser tests reuse so both follow one statement of
-NVIDIA's format. Kept out of conftest.py so the shared fixtures stay as they are.
+NVIDIA's format.
 """
 
 from __future__ import annotations
@@ -14,11 +14,39 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 #: tests/support/doubles/nvidia_maskrcnn.py: NOT NVIDIA's code; checks our calls, writes
 #: their files.
 NVIDIA_DOUBLE = REPO / "tests" / "support" / "doubles" / "nvidia_maskrcnn.py"
+
+
+#: train.sh's command for the recipe (8 GPUs x 12 images), every setting explicit.
+RECIPE_COMMAND = [
+    "torchrun",
+    "--standalone",
+    "--nnodes=1",
+    "--nproc_per_node=8",
+    "/workspace/object_detection/tools/train_net.py",
+    "--config-file",
+    "/workspace/object_detection/configs/e2e_mask_rcnn_R_50_FPN_1x.yaml",
+    "--skip-test",
+    "--json-summary",
+    "results/nv/train/nvidia/dllogger.json",
+    *("DTYPE", "float16", "NHWC", "True", "DATALOADER.HYBRID", "True"),
+    *("SOLVER.BASE_LR", "0.12", "SOLVER.IMS_PER_BATCH", "96", "SOLVER.MAX_ITER", "16667"),
+    *("SOLVER.STEPS", "(12000, 16000)", "SOLVER.GAMMA", "0.1", "SOLVER.WARMUP_ITERS", "800"),
+    *("SOLVER.WARMUP_FACTOR", "0.0001", "SOLVER.WARMUP_METHOD", "mlperf_linear"),
+    *("SOLVER.MOMENTUM", "0.9", "SOLVER.WEIGHT_DECAY", "0.0001"),
+    *("SOLVER.WEIGHT_DECAY_BIAS", "0", "SOLVER.BIAS_LR_FACTOR", "2"),
+    *("SOLVER.CHECKPOINT_PERIOD", "2500", "DATALOADER.NUM_WORKERS", "4"),
+    *("DATALOADER.ASPECT_RATIO_GROUPING", "True", "DATALOADER.SIZE_DIVISIBILITY", "32"),
+    *("INPUT.MIN_SIZE_TRAIN", "800", "INPUT.MAX_SIZE_TRAIN", "1333"),
+    *("MODEL.ROI_BOX_HEAD.NUM_CLASSES", "81", "MODEL.WEIGHT", "data/weights/R-50.pkl"),
+    *("PATHS_CATALOG", "results/nv/train/nvidia_paths_catalog.py"),
+    *("DATASETS.TRAIN", '("coco_train",)', "DATASETS.TEST", '("coco_val",)'),
+    *("OUTPUT_DIR", "results/nv/train/nvidia"),
+]
 
 
 @cache
