@@ -71,31 +71,31 @@ def check_result_numbers(records: Sequence[Mapping[str, Any]], source: str) -> N
 
     JSON reads ``NaN`` and ``Infinity`` as floats, so a diverged model's output parses fine
     and only the libraries trip over it (or, worse, do not). A bool is no number here.
+    Plain ints (ids) and finite floats (scores) pass through builtins that loop in C; only
+    when those find something odd are the values looked at one by one.
     """
     for key in ("image_id", "category_id"):
-        _refuse_first_bad(records, key, _is_integer_id, source, "an integer id")
-    _refuse_first_bad(
-        records,
-        "score",
-        _is_finite_number,
-        source,
-        "a finite number (a NaN or infinite score usually means the model diverged: check the "
-        "loss in the training log)",
-    )
+        ids = list(map(operator.itemgetter(key), records))
+        if not set(map(type, ids)) <= {int}:
+            _refuse_first_bad(records, ids, key, _is_integer_id, source, "an integer id")
+    scores = list(map(operator.itemgetter("score"), records))
+    if not _all_finite_numbers(lambda: scores):
+        expected = (
+            "a finite number (a NaN or infinite score usually means the model diverged: check "
+            "the loss in the training log)"
+        )
+        _refuse_first_bad(records, scores, "score", _is_finite_number, source, expected)
 
 
 def _refuse_first_bad(
     records: Sequence[Mapping[str, Any]],
+    values: Sequence[Any],
     key: str,
     valid: Callable[[Any], bool],
     source: str,
     expected: str,
 ) -> None:
-    values = list(map(operator.itemgetter(key), records))
-    if valid is _is_integer_id and set(map(type, values)) <= {int}:
-        return
-    if valid is _is_finite_number and _all_finite_numbers(lambda: values):
-        return
+    """Name the first of ``values`` (the records' ``key``) that is not ``valid``, if any."""
     index = next((i for i, value in enumerate(values) if not valid(value)), None)
     if index is not None:
         raise PipelineError(
