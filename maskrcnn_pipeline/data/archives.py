@@ -211,10 +211,11 @@ def _extract_zip(archive: Path, dest: Path, free: int) -> tuple[int, int]:
         for info in infos:
             reason = unsafe_reason(info.filename)
             if reason is None and stat.S_ISLNK(info.external_attr >> 16):
+                with zf.open(info) as data:  # a link's data is its target: show its start
+                    target = data.read(200).decode("utf-8", "replace")
                 reason = (
-                    f"is a link to {zf.read(info).decode('utf-8', 'replace')!r}; zip archives "
-                    "may hold no links (COCO data has none, and a chain of them can lead "
-                    "outside the destination)"
+                    f"is a link to {target!r}; zip archives may hold no links (COCO data has "
+                    "none, and a chain of them can lead outside the destination)"
                 )
             if reason:
                 raise _refuse(archive, info.filename, reason)
