@@ -3,10 +3,15 @@
 Snakemake decides what to rerun from which outputs exist, so a half-written output that
 survives a crash would be taken for a finished one. Everything is written beside the target
 and renamed into place, which is atomic on POSIX file systems.
+
+A write the file system refuses (disk full, quota, read-only) raises a PipelineError naming the
+target and the errno, rather than a bare ``OSError`` naming a temporary file or nothing; the
+temporary file is removed and an older complete target stays as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -14,6 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from maskrcnn_pipeline.errors import PipelineError
+
+#: errnos that say the file system takes no more bytes. Inside an ``atomic_path`` block
+#: only these are blamed on the target: other OSErrors there may concern an input.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def _current_umask() -> int:
@@ -30,24 +41,51 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     systems. On an exception the temporary file is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp's 0600 would hide outputs from a group
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.replace(tmp, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
+    tmp = Path(name)
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp's 0600 would hide it from a group
+        finally:
+            os.close(fd)
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                raise write_error(target, exc) from exc
+            raise
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise write_error(target, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def write_error(target: Path, exc: OSError) -> PipelineError:
+    """The error for a write to ``target`` that the system refused: file, reason, errno."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return PipelineError(
+        f"{target}: cannot write ({exc.strerror or exc} [{code}]); it was left as it was (no "
+        "partial file under its name). Free some space, or check the file system's quota and "
+        "permissions, and run again"
+    )
+
+
 def write_bytes_atomic(target: str | os.PathLike[str], writer: Callable[[BinaryIO], None]) -> None:
     """Call ``writer`` with a binary file handle whose content replaces ``target`` atomically."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-        writer(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with atomic_path(target) as tmp:
+        try:
+            with open(tmp, "wb") as handle:
+                writer(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # every call here writes the target
+            raise write_error(target, exc) from exc
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
@@ -62,8 +100,6 @@ def write_json_atomic(target: str | os.PathLike[str], data: Any, *, indent: int 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, turning a missing or malformed file into a PipelineError naming it."""
-    from maskrcnn_pipeline.errors import PipelineError
-
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as handle:

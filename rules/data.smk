@@ -75,9 +75,11 @@ rule fetch:
         checksums=checksum_flags(download_files(config)),
         retries=config["download"]["retries"],
         timeout=config["download"]["timeout"],
+        max_unknown_size_gb=config["download"]["max_unknown_size_gb"],
     shell:
         "python scripts/fetch.py --url {params.url:q} {params.checksums} --out {output:q}"
-        " --retries {params.retries} --timeout {params.timeout} --progress log > {log} 2>&1"
+        " --retries {params.retries} --timeout {params.timeout} --progress log"
+        " --max-unknown-size-gb {params.max_unknown_size_gb} > {log} 2>&1"
 
 
 use rule fetch as fetch_weights with:
@@ -94,6 +96,7 @@ use rule fetch as fetch_weights with:
         checksums=checksum_flags(config["weights"]),
         retries=config["download"]["retries"],
         timeout=config["download"]["timeout"],
+        max_unknown_size_gb=config["download"]["max_unknown_size_gb"],
 
 
 # Unpacks again when the archive's checksum (its identity) or the unpack code changes, not

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.data.checksums import ChecksumLock, parse_checksums
-from maskrcnn_pipeline.data.fetch import FetchOptions, fetch, fetch_trusted
+from maskrcnn_pipeline.data.fetch import GB, FetchOptions, fetch, fetch_trusted
 from maskrcnn_pipeline.workflow.schema import schema_default
 
 
@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait before the first retry, doubled after each failure (default: %(default)s)",
     )
     how.add_argument(
+        "--max-unknown-size-gb",
+        type=float,
+        default=schema_default("download", "max_unknown_size_gb"),
+        metavar="GB",
+        help="most GB (10^9 bytes) accepted from a server that announces no size, then the "
+        "download fails and its partial file is deleted (default: %(default)s)",
+    )
+    how.add_argument(
         "--progress",
         choices=("auto", "bar", "log"),
         default="auto",
@@ -95,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retries=args.retries,
         timeout=args.timeout,
         backoff=args.backoff,
+        max_unknown_size=int(args.max_unknown_size_gb * GB),
         progress_bar={"auto": None, "bar": True, "log": False}[args.progress],
     )
     if args.trust_on_first_use:

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Unpack a zip or tar(.gz) archive into a folder, refusing members that would escape it.
 
-Members with absolute paths, '..' components or links pointing outside DEST are refused (the
-error names the member). The archive is extracted into a temporary folder inside DEST and its
-top-level entries are renamed into place; an existing folder is merged into. Example:
+Members with absolute paths, '..' components or links leading outside DEST (resolved through
+the archive's own links) are refused, as are links in zips and archives declaring more bytes
+than DEST has free (the error names the member or the sizes). The archive is extracted into a
+temporary folder inside DEST and its top-level entries are renamed into place; an existing
+folder is merged into. Example:
 
     python scripts/unpack.py data/downloads/val2017.zip data/coco2017
 """

@@ -215,6 +215,7 @@ def test_download_files_defaults_and_mirror() -> None:
         "mirror": "file:///shared/mirror/",
         "retries": 5,
         "timeout": 60,
+        "max_unknown_size_gb": 100,
         "lock_file": "weights.lock.json",
     }
 

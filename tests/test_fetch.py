@@ -211,6 +211,52 @@ def test_other_schemes_are_rejected(url: str, tmp_path: Path) -> None:
         fetch(url, tmp_path / "a.zip", md5_check(), FAST)
 
 
+def test_redirect_to_ftp_is_refused_naming_both_urls(server: FaultyServer, tmp_path: Path) -> None:
+    """urllib follows a redirect to ftp:// on its own: "http, https or file only" must hold
+    for where a download ends up, not only for the url in the config."""
+    server.faults.redirects["coco.zip"] = "ftp://127.0.0.1:1/coco.zip"
+    target = tmp_path / "coco.zip"
+    with pytest.raises(PipelineError) as info:
+        fetch(server.url("coco.zip"), target, md5_check(), FAST)
+    message = str(info.value)
+    assert message.startswith(f"{server.url('coco.zip')}: the server redirects (HTTP 302)")
+    assert "to ftp://127.0.0.1:1/coco.zip; only redirects to http:// or https://" in message
+    assert [r.status for r in server.requests] == [302]  # refused at once, not retried
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_redirect_to_http_is_followed(server: FaultyServer, tmp_path: Path) -> None:
+    server.faults.redirects["old/coco.zip"] = "/coco.zip"
+    fetch(server.url("old/coco.zip"), tmp_path / "coco.zip", md5_check(), FAST)
+    assert (tmp_path / "coco.zip").read_bytes() == DATA
+    assert [r.status for r in server.requests] == [302, 200]
+
+
+def test_download_without_content_length(server: FaultyServer, tmp_path: Path) -> None:
+    server.faults.no_length = True
+    fetch(server.url("coco.zip"), tmp_path / "coco.zip", md5_check(), FAST)
+    assert (tmp_path / "coco.zip").read_bytes() == DATA
+
+
+def test_download_without_content_length_is_capped(server: FaultyServer, tmp_path: Path) -> None:
+    """A server announcing no size could send forever: stop at the setting, and the bytes
+    so far never pass for the file (no target, no .part to resume from)."""
+    server.faults.no_length = True
+    target = tmp_path / "coco.zip"
+    options = FetchOptions(max_unknown_size=100_000, **_quick())
+    with pytest.raises(PipelineError) as info:
+        fetch(server.url("coco.zip"), target, md5_check(), options)
+    message = str(info.value)
+    assert message.startswith(f"{server.url('coco.zip')}: the server announced no size")
+    assert "more than 100000 bytes" in message and "download.max_unknown_size_gb" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert len(server.requests) == 1  # not retried
+    args = ["--url", server.url("coco.zip"), "--md5", MD5, "--out", str(target)]
+    cli = run_script("fetch.py", [*args, "--max-unknown-size-gb", "0.0001"])
+    assert cli.returncode == 2 and "download.max_unknown_size_gb" in cli.stderr
+    assert "Traceback" not in cli.stderr and not target.exists()
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [("md5", "abc", "expected 32 hex digits"), ("sha256", "z" * 64, "expected 64 hex digits")],

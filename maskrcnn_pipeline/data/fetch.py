@@ -16,8 +16,13 @@ complete and correct, because Snakemake (and every later stage) takes its existe
 - After the last byte, the digests are compared: a match renames ``.part`` onto the target;
   a mismatch moves the bytes aside to ``<name>.corrupt`` so a rerun starts clean.
 
-Only http, https and file URLs are accepted. Progress shows as a tqdm bar in a terminal and
-as periodic log lines otherwise (the rules' log files).
+- A server that announces no size (no Content-Length) could send forever: such a body is
+  cut off at ``max_unknown_size`` bytes (``download.max_unknown_size_gb``), and its ``.part``
+  deleted, so it can neither fill the disk nor pass for a complete file.
+
+Only http, https and file URLs are accepted, and only redirects to http or https are followed
+(urllib alone would follow one to ftp://). Progress shows as a tqdm bar in a terminal and as
+periodic log lines otherwise (the rules' log files).
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ SCHEMES = ("http", "https", "file")
 #: HTTP statuses worth another try: the server or a proxy is busy or failing for now.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = "maskrcnn-pipeline-fetch/1"
+#: Redirects may lead to these schemes only (file: never, as urllib also refuses).
+REDIRECT_SCHEMES = ("http", "https")
+GB = 10**9
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -66,6 +74,8 @@ class FetchOptions:
     chunk_size: int = CHUNK_SIZE
     progress_bar: bool | None = None  # None: a bar when stderr is a terminal
     log_interval: float = 30.0
+    #: Bytes accepted from a response that announces no size (download.max_unknown_size_gb).
+    max_unknown_size: int = 100 * GB
 
 
 @dataclass
@@ -343,15 +353,19 @@ class _Download:
             done = f"resuming at {_size(self.hasher.size)} of" if self.hasher.size else "fetching"
             log.info("%s: %s %s from %s", self.target.name, done, size, self.url)
             self.progress.begin(self.hasher.size, total)
-            self._stream(response)
+            self._stream(response, total)
 
         if total is not None and self.hasher.size != total:
             if self.hasher.size > total:
                 self._restart(f"more bytes than the {total} announced")
             raise _Transient(f"connection closed after {self.hasher.size} of {total} bytes")
 
-    def _stream(self, response: BinaryIO) -> None:
-        """Append the body to ``.part`` and feed the very same chunks to the digests."""
+    def _stream(self, response: BinaryIO, total: int | None) -> None:
+        """Append the body to ``.part`` and feed the very same chunks to the digests.
+
+        Without an announced ``total`` the body is cut off past ``max_unknown_size``.
+        """
+        limit = self.options.max_unknown_size if total is None else None
         try:
             with open(self.part, "ab") as handle:
                 while True:
@@ -361,6 +375,9 @@ class _Download:
                         raise _Transient(f"transfer interrupted ({exc!r})") from None
                     if not chunk:
                         return
+                    if limit is not None and self.hasher.size + len(chunk) > limit:
+                        handle.close()
+                        self._too_big_unannounced(limit)
                     handle.write(chunk)
                     self.hasher.update(chunk)
                     self.result.downloaded += len(chunk)
@@ -369,6 +386,16 @@ class _Download:
             raise PipelineError(
                 f"{self.part}: cannot write ({exc}); free some space and run again to resume"
             ) from exc
+
+    def _too_big_unannounced(self, limit: int) -> None:
+        self.part.unlink(missing_ok=True)
+        self.state.forget()
+        raise PipelineError(
+            f"{self.url}: the server announced no size (no Content-Length) and sent more than "
+            f"{limit} bytes ({_size(limit)}), the limit download.max_unknown_size_gb sets; "
+            f"stopped, and deleted {self.part}. If the file is really that big, raise "
+            "download.max_unknown_size_gb (scripts/fetch.py --max-unknown-size-gb)"
+        )
 
     def _restart(self, why: str) -> None:
         log.warning("%s: %s; starting again from zero", self.url, why)
@@ -437,11 +464,34 @@ def fetch_trusted(
         ) from None
 
 
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http and https only: urllib's own handler also follows ftp://."""
+
+    def http_error_302(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> Any:
+        location = headers.get("Location") or headers.get("URI")
+        if location:
+            target = urllib.parse.urljoin(req.full_url, location)
+            scheme = urllib.parse.urlsplit(target).scheme.lower()
+            if scheme not in REDIRECT_SCHEMES:
+                fp.close()
+                raise PipelineError(
+                    f"{req.full_url}: the server redirects (HTTP {code}) to {target}; only "
+                    f"redirects to http:// or https:// are followed, not {scheme or '(none)'}. "
+                    "Check the url in the config (or set download.mirror)"
+                )
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpRedirectsOnly)
+
+
 def _open(url: str, scheme: str, headers: dict[str, str], timeout: float) -> Any:
     """The response for ``url``; _Transient, _RangeRefused or PipelineError by what failed."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        return _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         with exc:
             if exc.code == 416:

@@ -1,16 +1,21 @@
 """Reading and checking the two inputs of an evaluation: COCO ground truth and results.
 
 pycocotools and faster-coco-eval fail on bad input with a bare ``AssertionError`` or
-``KeyError`` deep inside, or, worse, silently ignore detections of unknown categories.
-Every check here runs before either library sees the data and raises a PipelineError that
-names the file, the first offending record and the fix.
+``KeyError`` deep inside, or, worse, silently ignore detections of unknown categories, or
+disagree: on NaN scores faster-coco-eval raises a bare ValueError while pycocotools reports
+AP 1.0, and NaN boxes give different numbers on the two. Every check here runs before either
+library sees the data and raises a PipelineError that names the file, the first offending
+record (its index, and its image_id) and the fix, so both backends fail alike.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
-from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +62,90 @@ def load_results(results: str | Path | list[dict[str, Any]]) -> tuple[list[dict[
             f"got {type(records).__name__}"
         )
     _require_keys(records, _RESULT_KEYS, source, "detection")
+    check_result_numbers(records, source)
     return records, source
+
+
+def check_result_numbers(records: Sequence[Mapping[str, Any]], source: str) -> None:
+    """Refuse ids that are not integers and scores that are not finite numbers.
+
+    JSON reads ``NaN`` and ``Infinity`` as floats, so a diverged model's output parses fine
+    and only the libraries trip over it (or, worse, do not). A bool is no number here.
+    Plain ints (ids) and finite floats (scores) pass through builtins that loop in C; only
+    when those find something odd are the values looked at one by one.
+    """
+    for key in ("image_id", "category_id"):
+        ids = list(map(operator.itemgetter(key), records))
+        if not set(map(type, ids)) <= {int}:
+            _refuse_first_bad(records, ids, key, _is_integer_id, source, "an integer id")
+    scores = list(map(operator.itemgetter("score"), records))
+    if not _all_finite_numbers(lambda: scores):
+        expected = (
+            "a finite number (a NaN or infinite score usually means the model diverged: check "
+            "the loss in the training log)"
+        )
+        _refuse_first_bad(records, scores, "score", _is_finite_number, source, expected)
+
+
+def _refuse_first_bad(
+    records: Sequence[Mapping[str, Any]],
+    values: Sequence[Any],
+    key: str,
+    valid: Callable[[Any], bool],
+    source: str,
+    expected: str,
+) -> None:
+    """Name the first of ``values`` (the records' ``key``) that is not ``valid``, if any."""
+    index = next((i for i, value in enumerate(values) if not valid(value)), None)
+    if index is not None:
+        raise PipelineError(
+            f"{_detection(records, index, source, key)} has {key} {_show(values[index])}, "
+            f"expected {expected}; write results in the COCO results format"
+        )
+
+
+def _detection(records: Sequence[Mapping[str, Any]], index: int, source: str, key: str) -> str:
+    """How a message names a detection: its index and, unless that is at fault, its image."""
+    if key == "image_id":
+        return f"{source}: detection[{index}]"
+    return f"{source}: detection[{index}] (image_id {_show(records[index]['image_id'])})"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _is_integer_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return isinstance(value, float) and value.is_integer()  # 139.0, as some tools write ids
+
+
+def _all_finite_numbers(values: Callable[[], Iterable[Any]]) -> bool:
+    """True when every value of ``values()`` is a plain int or float and their sum is finite.
+
+    The common case, through builtins that loop in C (four million box numbers: ~0.3 s); a
+    NaN or an infinity makes the sum non-finite. False sends the caller the per-value way,
+    which also absolves values whose sum merely overflowed.
+    """
+    if not set(map(type, values())) <= {int, float}:
+        return False
+    try:
+        return math.isfinite(sum(values(), 0.0))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def check_result_ids(
@@ -123,7 +211,8 @@ def _check_field(records: Sequence[Mapping[str, Any]], iou_type: str, source: st
     values = [record.get(field) for record in records]
     if _all_valid(iou_type, values):
         return
-    bad = next(((i, v) for i, v in enumerate(values) if not _valid(iou_type, v)), None)
+    valid = _finite_box if iou_type == "bbox" else partial(_valid, iou_type)
+    bad = next(((i, v) for i, v in enumerate(values) if not valid(v)), None)
     if bad is None:  # valid after all, e.g. a subclass of list
         return
     index, value = bad
@@ -133,9 +222,11 @@ def _check_field(records: Sequence[Mapping[str, Any]], iou_type: str, source: st
             f"detection[{index}] has none; predict it or leave '{iou_type}' out of the iou types"
         )
     expected = "[x, y, width, height]" if iou_type == "bbox" else "RLE {size, counts}"
+    if iou_type == "bbox" and _valid(iou_type, value):
+        expected = "finite numbers [x, y, width, height]"
     raise PipelineError(
-        f"{source}: detection[{index}] has '{field}' {str(value)[:60]}, expected {expected}; "
-        f"write results in the COCO results format"
+        f"{_detection(records, index, source, field)} has '{field}' {str(value)[:60]}, expected "
+        f"{expected}; write results in the COCO results format"
     )
 
 
@@ -145,11 +236,19 @@ def _valid(iou_type: str, value: Any) -> bool:
     return isinstance(value, dict) and "counts" in value and "size" in value
 
 
+def _finite_box(value: Any) -> bool:
+    return _valid("bbox", value) and all(map(_is_finite_number, value))
+
+
 def _all_valid(iou_type: str, values: list[Any]) -> bool:
     """``_valid`` for every value, through builtins that loop in C (a million take ~0.1 s)."""
     types = set(map(type, values))
     if iou_type == "bbox":
-        return types <= {list, tuple} and set(map(len, values)) <= {4}
+        return (
+            types <= {list, tuple}
+            and set(map(len, values)) <= {4}
+            and _all_finite_numbers(lambda: chain.from_iterable(values))
+        )
     return types <= {dict} and all(
         all(map(operator.contains, values, repeat(key))) for key in ("counts", "size")
     )

@@ -2,7 +2,8 @@
 
 Real sockets, no internet: each test starts a :class:`FaultyServer` on 127.0.0.1 (a free
 port), puts bytes under names and tells it how to misbehave: drop the connection mid-body,
-ignore ``Range``, corrupt a byte, answer an error status first, or stall. Every request is
+ignore ``Range``, corrupt a byte, answer an error status first, stall, send a body without
+Content-Length, or redirect a name elsewhere (to an ftp:// URL, say). Every request is
 recorded (path, Range, If-Range, answered status) so a test can assert what the client did.
 """
 
@@ -36,6 +37,11 @@ class Faults:
     stall: float = 0.0
     #: Advertise this ETag (None: none at all).
     etag: str | None = ETAG
+    #: Send no Content-Length (the body ends when the connection closes), as some servers
+    #: and proxies do for generated or recompressed content.
+    no_length: bool = False
+    #: Name -> Location: answer 302 with that Location instead of serving the name.
+    redirects: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
             range_header, if_range = self.headers.get("Range"), self.headers.get("If-Range")
             if faults.statuses:
                 return self._answer(faults.statuses.popleft(), name, range_header, if_range)
+            if name in faults.redirects:
+                headers = {"Location": faults.redirects[name]}
+                return self._answer(302, name, range_header, if_range, headers)
             data = server.body(name)
             if data is None:
                 return self._answer(404, name, range_header, if_range)
@@ -116,7 +125,11 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 body[faults.corrupt_at - start] ^= 0xFF
             server.record(Request(name, range_header, if_range, status))
             self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
+            if faults.no_length:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body)))
             self.send_header("Accept-Ranges", "bytes")
             if faults.etag:
                 self.send_header("ETag", faults.etag)
