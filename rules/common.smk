@@ -17,15 +17,13 @@ from maskrcnn_pipeline.workflow.config import (
     dataset_splits,
     download_files,
     images,
-    predict_settings,
     remote_url,
     run_config,
     runs_of_engine,
     split_paths,
     split_sources,
-    train_settings,
     validate_config,
-    validation_report,
+    dataset_record,
 )
 from maskrcnn_pipeline.workflow.images import (
     apptainer_binary,
@@ -37,6 +35,7 @@ from maskrcnn_pipeline.workflow.images import (
 )
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.workflow.code_inputs import code_inputs, module_inputs
+from maskrcnn_pipeline.workflow.params import stage_operational, stage_params
 from maskrcnn_pipeline.nvidia import command as nvidia
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV
 
@@ -200,8 +199,9 @@ def dataset_of(run):
 
 
 def dataset_report(wildcards):
-    """The validation report of a run's dataset: every consumer of the data waits for it."""
-    return validation_report(dataset_of(wildcards.run))
+    """The record of a run's dataset (verdict and categories of its validation report):
+    every consumer of the data waits for it."""
+    return dataset_record(dataset_of(wildcards.run))
 
 
 def split_of(run, key):
@@ -225,6 +225,25 @@ def eval_split(path):
 def as_json(settings):
     """Params are compared as values between runs: a sorted JSON string is stable."""
     return json.dumps(settings, sort_keys=True)
+
+
+def settings_of(stage):
+    """Params function: the run's settings of ``stage`` that can change its outputs
+    (workflow/params.py), as JSON: a changed one reruns the rule."""
+    return lambda wildcards: as_json(stage_params(config, wildcards.run, stage))
+
+
+def operational_of(stage):
+    """Params function: the run's settings of ``stage`` that cannot change its outputs
+    (threads, checkpoint and log periods, DataLoader workers: workflow/params.py), as JSON.
+
+    It takes ``threads`` so that Snakemake treats it as derived from the job's resources
+    (rules.py: _is_deriving_function) and leaves it out of the params it records and compares
+    (persistence: non_derived_params): the value reaches the job, a change reruns nothing.
+    """
+    return lambda wildcards, threads: as_json(
+        stage_operational(config, wildcards.run, stage)
+    )
 
 
 def run_reports():
@@ -346,7 +365,7 @@ def train_inputs(wildcards):
     """The dataset's validation report, the backbone weights when set, and the code."""
     settings = run_config(config, wildcards.run)
     inputs = {
-        "dataset": validation_report(settings["dataset"]),
+        "dataset": dataset_record(settings["dataset"]),
         "code": train_code(settings),
     }
     if settings["model"]["backbone_weights"]:
@@ -361,7 +380,8 @@ EVALUATION_HOOK = "maskrcnn_pipeline.train.evaluation_hook"
 
 def train_code(settings):
     """The training code of a run: without the evaluation hook's modules when eval_period
-    is 0, so editing predict or evaluation never retrains a run that does not evaluate."""
+    is 0, so editing predict or evaluation never retrains a run that does not evaluate.
+    """
     return code("train", without=() if settings["eval_period"] else (EVALUATION_HOOK,))
 
 
@@ -547,7 +567,7 @@ def nvidia_provenance_settings(wildcards):
                 key: config["container"]["nvidia"][key]
                 for key in ("base", "source_repository", "source_commit")
             },
-            "run": train_settings(config, wildcards.run),
+            "run": stage_params(config, wildcards.run, "train"),
         }
     )
 

@@ -1,6 +1,7 @@
 # Data: each dataset's source rule puts its splits under data/<dataset>/ (generated, linked from
-# an existing folder, or fetched and unpacked), then validate checks them. Every consumer
-# depends on data/<dataset>/validation.json, which exists only for a dataset without errors.
+# an existing folder, or fetched and unpacked), then validate checks them and writes
+# data/<dataset>/validation.json, which exists only for a dataset without errors. Every
+# consumer depends on data/<dataset>/dataset.json, the report's verdict and categories only.
 # Pretrained weights are fetched to data/weights/ so that training never needs the network.
 
 
@@ -143,3 +144,27 @@ rule validate:
     shell:
         "python scripts/validate_dataset.py --dataset {wildcards.dataset} {params.splits}"
         " {params.checks} --workers {threads} --out {output:q} > {log} 2>&1"
+
+
+# What the rules after validation read (data/dataset_record.py). The report is ancient: a
+# rerun of validate (its checks, their wording or bbox_tolerance edited) reruns nothing
+# after it. New data rewrites the record (the data is an input), then reruns its readers.
+rule record_dataset:
+    input:
+        unpack(image_inputs),
+        report=ancient("data/{dataset}/validation.json"),
+        data=dataset_files,
+        code=code("record_dataset"),
+    output:
+        "data/{dataset}/dataset.json",
+    log:
+        "results/logs/record_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/record_dataset/{dataset}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    shell:
+        "python scripts/record_dataset.py --validation {input.report:q} --out {output:q}"
+        " > {log} 2>&1"

@@ -21,11 +21,13 @@ rule predict:
         CONTAINER
     threads: 2
     params:
-        settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+        settings=settings_of("predict"),
+        operational=operational_of("predict"),
         images=eval_split("images"),
         annotations=eval_split("annotations"),
     shell:
-        "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
+        "python scripts/predict.py --settings {params.settings:q}"
+        " --operational {params.operational:q} --model {input.model:q}"
         " --images {params.images:q} --annotations {params.annotations:q} --out {output:q}"
         " --workers {threads} > {log} 2>&1"
 

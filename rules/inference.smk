@@ -20,9 +20,11 @@ rule infer:
         CONTAINER
     threads: 2
     params:
-        settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+        settings=settings_of("predict"),
+        operational=operational_of("predict"),
     shell:
-        "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
+        "python scripts/predict.py --settings {params.settings:q}"
+        " --operational {params.operational:q} --model {input.model:q}"
         " --images {input.images:q} --out {output.predictions:q}"
         " --image-index {output.index:q} --workers {threads} > {log} 2>&1"
 

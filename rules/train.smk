@@ -36,12 +36,14 @@ rule train:
         tasks_per_gpu=train_resource("tasks_per_gpu"),
         mpi=train_resource("mpi"),
     params:
-        settings=lambda wildcards: as_json(train_settings(config, wildcards.run)),
+        settings=settings_of("train"),
+        operational=operational_of("train"),
         images=run_split("train_split", "images"),
         annotations=run_split("train_split", "annotations"),
         out_dir=subpath(output.model, parent=True),
         eval_split=train_eval_args,
     shell:
         "{resources.mpi} python scripts/train.py --settings {params.settings:q}"
+        " --operational {params.operational:q}"
         " --images {params.images:q} --annotations {params.annotations:q}"
         " {params.eval_split} --out-dir {params.out_dir:q} >> {log} 2>&1"

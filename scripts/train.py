@@ -3,7 +3,9 @@
 
 One process per GPU of the run (or cpu_processes on the CPU): with more than one, this
 script starts torchrun on itself. Settings come either as the JSON the Snakemake rule passes
-(--settings) or from a config file and a run name (--config/--run, validated).
+(--settings: what can change the model; --operational: threads, log and checkpoint periods,
+DataLoader workers ...) or from a config file and a run name (--config/--run, validated). A
+checkpoint is resumed only if the same --settings wrote it.
 SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number.
 """
 
@@ -16,7 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import run_cli
-from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
+from maskrcnn_pipeline.workflow.params import merge_operational
+from maskrcnn_pipeline.workflow.settings_args import (
+    add_settings_arguments,
+    resolve_split_settings,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,7 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
+def worker_args(args: argparse.Namespace, settings: dict, operational: dict) -> list[str]:
     """The arguments of each torchrun worker: the resolved settings and the same paths."""
     paths = {
         "--images": args.images,
@@ -48,7 +54,7 @@ def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
         "--eval-annotations": args.eval_annotations,
         "--out-dir": args.out_dir,
     }
-    arguments = ["--settings", json.dumps(settings)]
+    arguments = ["--settings", json.dumps(settings), "--operational", json.dumps(operational)]
     for flag, value in paths.items():
         if value is not None:
             arguments += [flag, str(value)]
@@ -57,14 +63,15 @@ def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = resolve_settings(args, kind="train")
+    params, operational = resolve_split_settings(args, kind="train")
+    settings = merge_operational(params, operational)
     from maskrcnn_pipeline.train import launch
 
     if not launch.under_torchrun(os.environ):
         launch.check_gpus(settings, launch.visible_gpus())
         if launch.needs_torchrun(settings):
             command = launch.torchrun_command(
-                settings, __file__, worker_args(args, settings), os.environ
+                settings, __file__, worker_args(args, params, operational), os.environ
             )
             return launch.run_forwarding_signals(command)
 
@@ -73,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = TrainPaths(
         args.images, args.annotations, args.out_dir, args.eval_images, args.eval_annotations
     )
-    train(settings, paths)
+    train(settings, paths, resume_settings=params)
     return 0
 
 

@@ -108,7 +108,7 @@ def test_resources_must_be_positive(key: str) -> None:
 
 
 def test_resources_never_reach_the_training_settings() -> None:
-    from maskrcnn_pipeline.workflow.config import train_settings
+    from maskrcnn_pipeline.workflow.params import train_settings
 
     config = validate_config(copy.deepcopy(MINIMAL))
     assert "resources" not in train_settings(config, "r")

@@ -13,11 +13,9 @@ from maskrcnn_pipeline.workflow.config import (
     checksums,
     download_files,
     load_config,
-    predict_settings,
     remote_url,
     split_paths,
     split_sources,
-    train_settings,
     validate_config,
 )
 from tests.conftest import REPO, TESTS_DATA
@@ -134,12 +132,8 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(wrong)
 
 
-def test_settings_split_by_stage() -> None:
+def test_split_paths_are_under_the_dataset_folder() -> None:
     config = validated(MINIMAL)
-    train = train_settings(config, "r")
-    predict = predict_settings(config, "r")
-    assert "test" not in train and "solver" in train
-    assert "solver" not in predict and predict["test"]["score_thresh"] == 0.05
     assert split_paths(config, "d", "val") == {
         "images": "data/d/val",
         "annotations": "data/d/annotations/val.json",

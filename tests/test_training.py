@@ -18,7 +18,8 @@ from maskrcnn_pipeline.train.loop import Trainer
 from maskrcnn_pipeline.train.optimizer import IterationLR
 from maskrcnn_pipeline.train.run import TrainingInterrupted, TrainPaths, train
 from maskrcnn_pipeline.train.schedule import Schedule
-from maskrcnn_pipeline.workflow.config import train_settings, validate_config
+from maskrcnn_pipeline.workflow.config import validate_config
+from maskrcnn_pipeline.workflow.params import merge_operational, split_operational, train_settings
 from tests.conftest import TESTS_DATA, make_tiny_dataset, run_script
 
 
@@ -101,6 +102,23 @@ def test_checkpoints_of_other_settings_are_moved_aside_not_resumed(
     assert (tmp_path / "checkpoints.previous" / "model_0000003.pth").is_file()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["iteration"] for x in lines] == [2, 4]
+
+
+def test_other_operational_settings_resume_the_checkpoint(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_of(tiny_config, max_iter=4)
+    params, operational = split_operational(settings, "train")
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 2)
+        with pytest.raises(TrainingInterrupted):
+            train(settings, paths(tiny_data, tmp_path), resume_settings=params)
+    operational.update(threads=2, log_period=1, checkpoint={"period": 3, "keep": 1})
+    other = merge_operational(params, operational)
+    train(other, paths(tiny_data, tmp_path), resume_settings=params)
+    assert not (tmp_path / "checkpoints.previous").exists()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [2, 4]  # resumed after 3, logs 4
 
 
 def test_periodic_evaluation_logs_ap_and_early_stop_ends_training(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from maskrcnn_pipeline.data.dataset_record import dataset_record, write_dataset_record
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from maskrcnn_pipeline.data.validation import (
     ERRORS,
@@ -331,3 +332,39 @@ def test_cli(tmp_path: Path) -> None:
     assert bad.returncode != 0 and not out.exists()
     assert "polygon_too_short: 1" in bad.stderr and "Traceback" not in bad.stderr
     assert "--split NAME DIR FILE" in run_script("validate_dataset.py", ["--help"]).stdout
+
+
+def test_the_dataset_record_keeps_the_verdict_and_categories_not_the_checks(
+    tmp_path: Path,
+) -> None:
+    strict = check(tmp_path / "a", bbox_tolerance=0.0, max_examples=1)
+    loose = check(tmp_path / "b", bbox_tolerance=5.0)
+    assert strict["settings"] != loose["settings"]
+    record = dataset_record(strict)
+    assert record == dataset_record(loose)  # other tolerance, same record: nothing reruns
+    assert record["valid"] and record["num_classes"] == 3
+    assert [c["name"] for c in record["categories"]] == ["cat", "dog"]
+    assert set(record) == {
+        "dataset",
+        "valid",
+        "num_categories",
+        "num_classes",
+        "categories",
+        "splits",
+    }
+    assert record["splits"]["train"] == {
+        "annotations_sha256": strict["splits"]["train"]["annotations_sha256"]
+    }
+    write_report(strict, tmp_path / "validation.json")
+    assert write_dataset_record(tmp_path / "validation.json", tmp_path / "dataset.json") == record
+    assert json.loads((tmp_path / "dataset.json").read_text()) == record
+
+
+def test_a_failed_or_foreign_report_has_no_record(tmp_path: Path) -> None:
+    bad = check(tmp_path, ann(0, iscrowd=3))
+    with pytest.raises(PipelineError, match="did not pass validation"):
+        dataset_record(bad)
+    (tmp_path / "other.json").write_text(json.dumps({"valid": True}))
+    with pytest.raises(PipelineError, match=r"other\.json: not a validation report: no dataset"):
+        write_dataset_record(tmp_path / "other.json", tmp_path / "dataset.json")
+    assert not (tmp_path / "dataset.json").exists()

@@ -216,20 +216,15 @@ def restore(components: Components, state: Mapping[str, Any], dist: DistInfo) ->
         )
 
 
-#: Settings that change how training is run or watched, not the weights it produces: a
-#: checkpoint written under other values of these is still resumed.
-OPERATIONAL_KEYS = ("log_period", "checkpoint", "threads", "eval_period", "early_stop", "test")
+#: Settings of periodic evaluation: they change what is logged and where training may stop
+#: early, not the weights of any iteration, so a checkpoint written under others is resumed.
+EVALUATION_KEYS = ("eval_period", "early_stop", "test")
 
 
 def resume_fingerprint(settings: Mapping[str, Any], annotations: Path) -> str:
-    """What a checkpoint must match to be resumed: the run's training settings and the
-    training annotations. Anything else (new LR, new data) starts over."""
-    relevant = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
-    relevant["dataloader"] = {
-        k: v
-        for k, v in settings["dataloader"].items()
-        if k not in ("workers", "sharing_strategy", "timeout")
-    }
+    """What a checkpoint must match to be resumed: the settings that can change the weights
+    and the training annotations. Anything else (new LR, new data) starts over."""
+    relevant = {k: v for k, v in settings.items() if k not in EVALUATION_KEYS}
     text = json.dumps(relevant, sort_keys=True) + sha256_file(annotations)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -253,18 +248,34 @@ def load_resume_state(
     return None
 
 
-def train(settings: Mapping[str, Any], paths: TrainPaths) -> None:
-    """Train (or resume) to ``solver.max_iter`` and write the final outputs."""
+def train(
+    settings: Mapping[str, Any],
+    paths: TrainPaths,
+    *,
+    resume_settings: Mapping[str, Any] | None = None,
+) -> None:
+    """Train (or resume) to ``solver.max_iter`` and write the final outputs.
+
+    ``resume_settings``: the part of ``settings`` a checkpoint must have been written under
+    to be resumed; scripts/train.py passes the rule's params, leaving out the operational
+    settings (threads, checkpoint and log periods, DataLoader workers: workflow/params.py).
+    Default: all of ``settings``.
+    """
     dist = init_distributed(settings["gpus"] > 0)
     try:
-        _train(settings, paths, select_device(settings, dist), dist)
+        identity = settings if resume_settings is None else resume_settings
+        _train(settings, paths, select_device(settings, dist), dist, identity)
         barrier(dist)  # rank 0 has written the final outputs: every process tears down together
     finally:
         shutdown(dist)
 
 
 def _train(
-    settings: Mapping[str, Any], paths: TrainPaths, device: torch.device, dist: DistInfo
+    settings: Mapping[str, Any],
+    paths: TrainPaths,
+    device: torch.device,
+    dist: DistInfo,
+    resume_settings: Mapping[str, Any],
 ) -> None:
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
@@ -274,7 +285,7 @@ def _train(
     components = build_components(settings, len(dataset.categories), device, dist)
 
     checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
-    fingerprint = resume_fingerprint(settings, paths.annotations)
+    fingerprint = resume_fingerprint(resume_settings, paths.annotations)
     state = load_resume_state(checkpointer, fingerprint, dist)
     start_iter = state["iteration"] if state else 0
     elapsed = state.get("elapsed", 0.0) if state else 0.0

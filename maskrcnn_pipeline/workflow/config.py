@@ -361,8 +361,14 @@ def dataset_dir(dataset: str) -> str:
 
 
 def validation_report(dataset: str) -> str:
-    """The validate rule's report: every consumer of the dataset depends on it."""
+    """The validate rule's full report (what its checks found, with examples)."""
     return f"{dataset_dir(dataset)}/validation.json"
+
+
+def dataset_record(dataset: str) -> str:
+    """The record_dataset rule's output, the verdict and categories of the validation
+    report: every consumer of the dataset depends on it (data/dataset_record.py)."""
+    return f"{dataset_dir(dataset)}/dataset.json"
 
 
 def split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
@@ -432,45 +438,3 @@ def run_config(config: Mapping[str, Any], run: str) -> dict[str, Any]:
         raise PipelineError(
             f"runs.{run}: no such run; defined runs: {', '.join(sorted(config['runs']))}"
         ) from exc
-
-
-#: The run keys that change what training produces; predict, evaluate and report settings
-#: are left out so that changing them never retrains.
-TRAIN_KEYS = (
-    "gpus",
-    "nodes",
-    "cpu_processes",
-    "eval_period",
-    "early_stop",
-    "precision",
-    "channels_last",
-    "seed",
-    "threads",
-    "log_period",
-    "model",
-    "input",
-    "solver",
-    "dataloader",
-    "checkpoint",
-)
-
-
-def train_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    """The part of a run's config that training depends on (its ``params:``)."""
-    settings = run_config(config, run)
-    selected = {key: copy.deepcopy(settings[key]) for key in TRAIN_KEYS}
-    if settings["eval_period"]:
-        selected["test"] = copy.deepcopy(settings["test"])  # periodic evaluation uses them
-    return selected
-
-
-def predict_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    """The inference settings of a run: what predict depends on besides the model."""
-    settings = run_config(config, run)
-    return {
-        "test": copy.deepcopy(settings["test"]),
-        "size_divisibility": settings["input"]["size_divisibility"],
-        "precision": settings["precision"],
-        "channels_last": settings["channels_last"],
-        "threads": settings["threads"],
-    }
