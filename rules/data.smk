@@ -5,6 +5,9 @@
 # Pretrained weights are fetched to data/weights/ so that training never needs the network.
 
 
+include: "helpers/data.smk"
+
+
 rule generate_synthetic_dataset:
     input:
         unpack(image_inputs),
@@ -128,7 +131,7 @@ rule validate:
         data=dataset_files,
         code=code("validate_dataset"),
     output:
-        "data/{dataset}/validation.json",
+        validation_report("{dataset}"),
     log:
         "results/logs/validate/{dataset}.log",
     benchmark:
@@ -152,11 +155,11 @@ rule validate:
 rule record_dataset:
     input:
         unpack(image_inputs),
-        report=ancient("data/{dataset}/validation.json"),
+        report=ancient(rules.validate.output[0]),
         data=dataset_files,
         code=code("record_dataset"),
     output:
-        "data/{dataset}/dataset.json",
+        dataset_record("{dataset}"),
     log:
         "results/logs/record_dataset/{dataset}.log",
     benchmark:

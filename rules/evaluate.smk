@@ -3,12 +3,15 @@
 # (rules/nvidia.smk); evaluate is the same for both engines.
 
 
+include: "helpers/evaluate.smk"
+
+
 rule predict:
     input:
         unpack(predict_inputs),
         unpack(image_inputs),
     output:
-        "results/{run}/eval/{split}/predictions.json",
+        paths.eval_file("predictions.json"),
     log:
         "results/logs/predict/{run}.{split}.log",
     benchmark:
@@ -35,13 +38,13 @@ rule predict:
 rule evaluate:
     input:
         unpack(image_inputs),
-        predictions="results/{run}/eval/{split}/predictions.json",
+        predictions=paths.eval_file("predictions.json"),
         dataset=dataset_report,
         code=code("evaluate"),
     output:
-        metrics="results/{run}/eval/{split}/metrics.json",
-        per_category="results/{run}/eval/{split}/per_category.csv",
-        pr_curves="results/{run}/eval/{split}/pr_curves.csv",
+        metrics=paths.eval_file("metrics.json"),
+        per_category=paths.eval_file("per_category.csv"),
+        pr_curves=paths.eval_file("pr_curves.csv"),
     log:
         "results/logs/evaluate/{run}.{split}.log",
     benchmark:

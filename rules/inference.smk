@@ -3,13 +3,16 @@
 # (a separate rule: redrawing needs no GPU and never reruns the model).
 
 
+include: "helpers/inference.smk"
+
+
 rule infer:
     input:
         unpack(image_inputs),
         unpack(infer_inputs),
     output:
-        predictions="results/{run}/inference/{inference}/predictions.json",
-        index="results/{run}/inference/{inference}/images.json",
+        predictions=f"{paths.inference_dir()}/predictions.json",
+        index=f"{paths.inference_dir()}/images.json",
     log:
         "results/logs/infer/{run}.{inference}.log",
     benchmark:
@@ -32,14 +35,14 @@ rule infer:
 rule overlay_inference:
     input:
         unpack(image_inputs),
-        predictions="results/{run}/inference/{inference}/predictions.json",
-        index="results/{run}/inference/{inference}/images.json",
+        predictions=rules.infer.output.predictions,
+        index=rules.infer.output.index,
         images=lambda wildcards: inference_entry(wildcards)["images"],
         code=code("overlay"),
     output:
-        overlays=directory("results/{run}/inference/{inference}/overlays"),
+        overlays=directory(f"{paths.inference_dir()}/overlays"),
         sample=report(
-            "results/{run}/inference/{inference}/sample.png",
+            f"{paths.inference_dir()}/sample.png",
             caption="../report/inference_sample.rst",
             category="{run}",
             subcategory="4. Inference: {inference}",

@@ -3,7 +3,11 @@
 # lives in results/<run>/train/checkpoints/, which is not a declared output, so a failed,
 # preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
 # checkpoint. The log is appended across attempts. The data arrives through the dataset's
-# validation report (an input: errors stop the run here, before training).
+# record (data/<dataset>/dataset.json, written after validation passed: errors stop the run
+# before training). Settings that cannot change the model reach it as --operational.
+
+
+include: "helpers/train.smk"
 
 
 rule train:
@@ -11,9 +15,9 @@ rule train:
         unpack(train_inputs),
         unpack(image_inputs),
     output:
-        model="results/{run}/train/model_final.pth",
-        metrics="results/{run}/train/metrics.jsonl",
-        provenance="results/{run}/train/provenance.json",
+        model=paths.model(),
+        metrics=paths.metrics_log(),
+        provenance=paths.provenance(),
     log:
         "results/logs/train/{run}.log",
     benchmark:

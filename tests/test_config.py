@@ -11,6 +11,7 @@ import yaml
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.workflow.config import (
     checksums,
+    comparison_run_info,
     download_files,
     load_config,
     remote_url,
@@ -130,6 +131,27 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
     wrong.write_text(yaml.safe_dump({"datasets": {}, "runs": {}}))
     with pytest.raises(PipelineError, match=r"wrong\.yaml: invalid configuration"):
         load_config(wrong)
+
+
+def test_the_comparison_knows_each_runs_dataset_split_engine_and_gpus() -> None:
+    config = copy.deepcopy(MINIMAL)
+    config["runs"]["a"] = {"dataset": "d", "gpus": 2, "nodes": 2, "precision": "bf16"}
+    assert comparison_run_info(validated(config)) == {
+        "r": {
+            "dataset": "d",
+            "eval_split": "val",
+            "engine": "torchvision",
+            "gpus": 8,
+            "precision": "fp16",
+        },
+        "a": {
+            "dataset": "d",
+            "eval_split": "val",
+            "engine": "torchvision",
+            "gpus": 4,
+            "precision": "bf16",
+        },
+    }
 
 
 def test_split_paths_are_under_the_dataset_folder() -> None:

@@ -22,6 +22,7 @@ import yaml
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.nvidia import command as nvidia_command
 from maskrcnn_pipeline.train.schedule import mlperf_warmup_problem
+from maskrcnn_pipeline.workflow import paths
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
@@ -36,8 +37,6 @@ CHECKSUM_KEYS = ("sha256", "md5", "sha256_prefix")
 RESERVED_SPLIT_NAMES = ("annotations",)
 #: A run's training engine: ours, or NVIDIA's own code in its image (maskrcnn_pipeline.nvidia).
 ENGINES = ("torchvision", "nvidia")
-#: Where the workflow builds images (rules/container.smk): results/container/<name>.sif.
-IMAGE_DIR = "results/container"
 #: Dataset keys that a source ignores: given anyway, they are a mistake worth naming.
 UNUSED_KEYS = {
     "synthetic": ("root", "files", "splits"),
@@ -197,16 +196,16 @@ def _image_problems(config: Mapping[str, Any]) -> list[str]:
     settings = {"container": container, "container.nvidia": container["nvidia"]}
     for where, entry in settings.items():
         name = Path(entry["image"]).stem
-        if entry["build"] and posixpath.normpath(entry["image"]) != f"{IMAGE_DIR}/{name}.sif":
+        if entry["build"] and posixpath.normpath(entry["image"]) != paths.image(name):
             problems.append(
                 f"{where}.image: {entry['image']!r}: an image the workflow builds is "
-                f"{IMAGE_DIR}/<name>.sif; give such a path, or set {where}.build: false to use "
+                f"{paths.image('<name>')}; give such a path, or set {where}.build: false to use "
                 "an image elsewhere as it is"
             )
     if Path(container["image"]).stem == Path(container["nvidia"]["image"]).stem:
         problems.append(
             "container.nvidia.image: has the same file name as container.image; both are "
-            f"recorded as {IMAGE_DIR}/<name>.json: rename one"
+            f"recorded as {paths.image_record('<name>')}: rename one"
         )
     return problems
 
@@ -438,3 +437,19 @@ def run_config(config: Mapping[str, Any], run: str) -> dict[str, Any]:
         raise PipelineError(
             f"runs.{run}: no such run; defined runs: {', '.join(sorted(config['runs']))}"
         ) from exc
+
+
+def comparison_run_info(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the comparison shows about each run from the config, in config order; its
+    dataset selects the reference lines (report.references) that apply."""
+    info = {}
+    for name in config["runs"]:
+        run = run_config(config, name)
+        info[name] = {
+            "dataset": run["dataset"],
+            "eval_split": run["eval_split"],
+            "engine": run["engine"],
+            "gpus": run["gpus"] * run["nodes"],
+            "precision": run["precision"],
+        }
+    return info
