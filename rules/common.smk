@@ -22,6 +22,7 @@ from maskrcnn_pipeline.workflow.config import (
     runs_of_engine,
     split_paths,
     validate_config,
+    validation_report,
 )
 from maskrcnn_pipeline.workflow.images import (
     apptainer_binary,
@@ -132,10 +133,17 @@ def dataset_of(run):
     return run_config(config, run)["dataset"]
 
 
-def dataset_report(wildcards):
-    """The record of a run's dataset (verdict and categories of its validation report,
-    data/<dataset>/dataset.json): every consumer of the data waits for it."""
-    return dataset_record(dataset_of(wildcards.run))
+def dataset_inputs(wildcards):
+    """What every reader of a run's dataset waits for: its record (``dataset``:
+    data/<dataset>/dataset.json, categories and checksums, rewritten when the data changes)
+    and its validation report (``validation``, which exists only for a dataset without
+    errors). The report is ancient: a rerun of the checks alone (their code, their wording,
+    bbox_tolerance) reruns none of the readers."""
+    dataset = dataset_of(wildcards.run)
+    return {
+        "dataset": dataset_record(dataset),
+        "validation": ancient(validation_report(dataset)),
+    }
 
 
 def split_of(run, key):

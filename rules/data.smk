@@ -1,7 +1,7 @@
 # Data: each dataset's source rule puts its splits under data/<dataset>/ (generated, linked from
 # an existing folder, or fetched and unpacked), then validate checks them and writes
-# data/<dataset>/validation.json, which exists only for a dataset without errors. Every
-# consumer depends on data/<dataset>/dataset.json, the report's verdict and categories only.
+# data/<dataset>/validation.json, which exists only for a dataset without errors; its
+# readers take the categories from data/<dataset>/dataset.json (record_dataset).
 # Pretrained weights are fetched to data/weights/ so that training never needs the network.
 
 
@@ -142,20 +142,20 @@ rule validate:
         CONTAINER
     threads: 4
     params:
-        splits=validate_split_args,
+        splits=dataset_split_args,
         checks=validation_flags,
     shell:
         "python scripts/validate_dataset.py --dataset {wildcards.dataset} {params.splits}"
         " {params.checks} --workers {threads} --out {output:q} > {log} 2>&1"
 
 
-# What the rules after validation read (data/dataset_record.py). The report is ancient: a
-# rerun of validate (its checks, their wording or bbox_tolerance edited) reruns nothing
-# after it. New data rewrites the record (the data is an input), then reruns its readers.
+# What the rules after validation read (data/dataset_record.py): the categories and the
+# annotations' checksums, from the data itself. It does not depend on validate, so a rerun
+# of the checks alone reruns nothing after them; every reader also waits for the validation
+# report (common.smk: dataset_inputs). New data rewrites the record and reruns its readers.
 rule record_dataset:
     input:
         unpack(image_inputs),
-        report=ancient(rules.validate.output[0]),
         data=dataset_files,
         code=code("record_dataset"),
     output:
@@ -168,6 +168,8 @@ rule record_dataset:
         ENV
     container:
         CONTAINER
+    params:
+        splits=dataset_split_args,
     shell:
-        "python scripts/record_dataset.py --validation {input.report:q} --out {output:q}"
-        " > {log} 2>&1"
+        "python scripts/record_dataset.py --dataset {wildcards.dataset} {params.splits}"
+        " --out {output:q} > {log} 2>&1"

@@ -38,8 +38,8 @@ rule predict:
 rule evaluate:
     input:
         unpack(image_inputs),
+        unpack(dataset_inputs),
         predictions=paths.eval_file("predictions.json"),
-        dataset=dataset_report,
         code=code("evaluate"),
     output:
         metrics=paths.eval_file("metrics.json"),

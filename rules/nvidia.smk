@@ -24,7 +24,7 @@ include: "helpers/nvidia.smk"
 rule prepare_nvidia:
     input:
         unpack(image_inputs),
-        dataset=dataset_report,
+        unpack(dataset_inputs),
         code=code("nvidia_prepare"),
     output:
         catalog=nvidia.catalog_file("{run}"),
@@ -94,9 +94,9 @@ rule train_nvidia:
 rule nvidia_metrics:
     input:
         unpack(image_inputs),
+        unpack(dataset_inputs),
         model=rules.train_nvidia.output.model,
         nvidia_image_record=NVIDIA_IMAGE_RECORD,
-        dataset=dataset_report,
         code=code("nvidia_metrics"),
     output:
         metrics=paths.metrics_log(),

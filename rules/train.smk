@@ -2,9 +2,9 @@
 # with torchrun when the run has several processes (scripts/train.py starts it). Resume state
 # lives in results/<run>/train/checkpoints/, which is not a declared output, so a failed,
 # preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
-# checkpoint. The log is appended across attempts. The data arrives through the dataset's
-# record (data/<dataset>/dataset.json, written after validation passed: errors stop the run
-# before training). Settings that cannot change the model reach it as --operational.
+# checkpoint. The log is appended across attempts. Training waits for the dataset's record
+# and its validation report (errors stop the run before training). Settings that cannot
+# change the model reach it as --operational.
 
 
 include: "helpers/train.smk"

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Write a dataset's record (verdict, categories, annotation checksums) from its validation
-report: what the rules after validation read, so that editing the checks reruns only them.
+"""Write a dataset's record: its categories with their training labels, the model's class
+count and each split's annotation checksum, what the rules after validation read (so that
+editing the checks reruns only validation). Example:
 
-    python scripts/record_dataset.py --validation data/coco2017/validation.json \\
-        --out data/coco2017/dataset.json
+    python scripts/record_dataset.py --dataset coco2017 --out data/coco2017/dataset.json \\
+        --split train data/coco2017/train2017 data/coco2017/annotations/instances_train2017.json \\
+        --split val data/coco2017/val2017 data/coco2017/annotations/instances_val2017.json
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ log = logging.getLogger("record_dataset")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
+    parser.add_argument("--dataset", required=True, help="the dataset's name")
     parser.add_argument(
-        "--validation", type=Path, required=True, metavar="REPORT", help="validation.json"
+        "--split",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "DIR", "FILE"),
+        help="a split: images folder (unused) and annotation JSON (repeat for every split)",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="dataset.json")
     return parser
@@ -30,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    record = write_dataset_record(args.validation, args.out)
+    splits = {name: annotations for name, _images, annotations in args.split}
+    record = write_dataset_record(args.dataset, splits, args.out)
     log.info("%s: %d categories", args.out, record["num_categories"])
     return 0
 

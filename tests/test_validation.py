@@ -23,7 +23,8 @@ from maskrcnn_pipeline.data.validation import (
     write_report,
 )
 from maskrcnn_pipeline.errors import PipelineError
-from tests.conftest import run_script
+from maskrcnn_pipeline.workflow.code_inputs import module_inputs
+from tests.conftest import REPO, run_script
 
 SQUARE = [1.0, 1.0, 11.0, 1.0, 11.0, 11.0, 1.0, 11.0]
 GOOD: dict[str, Any] = {
@@ -334,37 +335,34 @@ def test_cli(tmp_path: Path) -> None:
     assert "--split NAME DIR FILE" in run_script("validate_dataset.py", ["--help"]).stdout
 
 
-def test_the_dataset_record_keeps_the_verdict_and_categories_not_the_checks(
-    tmp_path: Path,
-) -> None:
-    strict = check(tmp_path / "a", bbox_tolerance=0.0, max_examples=1)
-    loose = check(tmp_path / "b", bbox_tolerance=5.0)
-    assert strict["settings"] != loose["settings"]
-    record = dataset_record(strict)
-    assert record == dataset_record(loose)  # other tolerance, same record: nothing reruns
-    assert record["valid"] and record["num_classes"] == 3
-    assert [c["name"] for c in record["categories"]] == ["cat", "dog"]
-    assert set(record) == {
-        "dataset",
-        "valid",
-        "num_categories",
-        "num_classes",
-        "categories",
-        "splits",
-    }
-    assert record["splits"]["train"] == {
-        "annotations_sha256": strict["splits"]["train"]["annotations_sha256"]
-    }
-    write_report(strict, tmp_path / "validation.json")
-    assert write_dataset_record(tmp_path / "validation.json", tmp_path / "dataset.json") == record
+def test_the_dataset_record_has_the_reports_categories_and_checksums(tmp_path: Path) -> None:
+    train = write_dataset(tmp_path / "train", json.dumps(GOOD))
+    val = write_dataset(tmp_path / "val", json.dumps(GOOD))
+    splits = [train, Split("val", val.images, val.annotations)]
+    report = validate_dataset("d", splits, ValidationSettings(bbox_tolerance=0.0))
+    record = write_dataset_record(
+        "d", {s.name: s.annotations for s in splits}, tmp_path / "dataset.json"
+    )
     assert json.loads((tmp_path / "dataset.json").read_text()) == record
+    for key in ("dataset", "num_categories", "num_classes", "categories"):
+        assert record[key] == report[key], key
+    assert record["splits"] == {
+        name: {"annotations_sha256": split["annotations_sha256"]}
+        for name, split in report["splits"].items()
+    }
 
 
-def test_a_failed_or_foreign_report_has_no_record(tmp_path: Path) -> None:
-    bad = check(tmp_path, ann(0, iscrowd=3))
-    with pytest.raises(PipelineError, match="did not pass validation"):
-        dataset_record(bad)
-    (tmp_path / "other.json").write_text(json.dumps({"valid": True}))
-    with pytest.raises(PipelineError, match=r"other\.json: not a validation report: no dataset"):
-        write_dataset_record(tmp_path / "other.json", tmp_path / "dataset.json")
-    assert not (tmp_path / "dataset.json").exists()
+def test_a_record_of_unreadable_annotations_names_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(PipelineError, match=r"broken\.json: cannot read the annotations"):
+        dataset_record("d", {"train": broken})
+    broken.write_text("[]")
+    with pytest.raises(PipelineError, match=r"broken\.json: no categories list"):
+        dataset_record("d", {"train": broken})
+
+
+def test_the_record_does_not_import_the_checks() -> None:
+    """Else editing a check would rerun the record's rule and everything after it."""
+    modules = module_inputs(REPO, "maskrcnn_pipeline.data.dataset_record")
+    assert modules and not [m for m in modules if "/validation/" in m]

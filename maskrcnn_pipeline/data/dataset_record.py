@@ -1,12 +1,12 @@
-"""The dataset record: the part of a validation report that the rules after validation read.
+"""The dataset record: what the rules after validation read of a dataset.
 
 ``data/<dataset>/validation.json`` (data/validation/) holds everything the checks found:
-counts, warnings with examples, the settings they ran with. Training, prediction, evaluation
-and the reports need only the verdict and the categories (and NVIDIA's catalog the training
-annotations' checksum), so they depend on ``data/<dataset>/dataset.json``, which holds just
-that. It is written by its own rule from the annotations (through the report), so rewording
-a validator message, editing the checks or changing ``bbox_tolerance`` reruns validation
-only; new annotations rewrite the record and rerun everything that reads the dataset.
+counts, warnings with examples, the settings they ran with. Training, prediction, evaluation,
+the reports and NVIDIA's catalog need only the categories (with their training labels) and
+each split's annotation checksum, so they depend on ``data/<dataset>/dataset.json``, written
+by its own rule from the annotation files. The verdict is the validation report itself: every
+reader of the record also waits for it (an ``ancient`` input, so a rerun of the checks does
+not rerun them), and it exists only for a dataset without errors.
 
 Deliberately independent of data/validation/: importing it would make the checks' code an
 input of the record's rule, and every edit of them would rerun everything downstream.
@@ -14,49 +14,55 @@ input of the record's rule, and every edit of them would rerun everything downst
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.fileio import read_json, write_json_atomic
-
-#: The report's keys that the record keeps as they are.
-KEPT_KEYS = ("dataset", "valid", "num_categories", "num_classes", "categories")
+from maskrcnn_pipeline.fileio import write_json_atomic
 
 
-def dataset_record(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The record of a validation report: its verdict, its categories, and each split's
-    annotation checksum (what a checkpoint of NVIDIA's training depends on)."""
-    missing = [key for key in (*KEPT_KEYS, "splits") if key not in report]
-    if missing:
-        raise PipelineError(
-            f"not a validation report: no {', '.join(missing)}; write it with "
-            "scripts/validate_dataset.py"
-        )
-    if not report["valid"]:
-        raise PipelineError(
-            f"dataset {report['dataset']!r} did not pass validation: fix it first "
-            "(scripts/validate_dataset.py lists its errors)"
-        )
-    record = {key: report[key] for key in KEPT_KEYS}
-    record["splits"] = {
-        name: {"annotations_sha256": split["annotations_sha256"]}
-        for name, split in report["splits"].items()
+def _read_annotations(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """The annotation file and its sha256 (one read: the bytes are hashed, then parsed)."""
+    try:
+        raw = Path(path).read_bytes()
+        data = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: cannot read the annotations ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
+        raise PipelineError(f"{path}: no categories list; is it a COCO annotation file?")
+    return data, hashlib.sha256(raw).hexdigest()
+
+
+def dataset_record(name: str, splits: Mapping[str, str | os.PathLike[str]]) -> dict[str, Any]:
+    """The record of dataset ``name`` from its splits' annotation files (split -> path): the
+    categories of the first split (validation refuses splits whose categories differ), the
+    model's class count, and every split's annotation checksum."""
+    if not splits:
+        raise PipelineError(f"dataset {name!r}: no splits to record")
+    categories: Categories | None = None
+    checksums = {}
+    for split, path in splits.items():
+        data, checksums[split] = _read_annotations(path)
+        categories = categories or Categories.from_records(data["categories"])
+    assert categories is not None
+    return {
+        "dataset": name,
+        "num_categories": len(categories),
+        "num_classes": len(categories) + 1,  # the model's classes: categories + background
+        "categories": categories.labelled(),
+        "splits": {split: {"annotations_sha256": digest} for split, digest in checksums.items()},
     }
-    return record
 
 
 def write_dataset_record(
-    report: str | os.PathLike[str], out: str | os.PathLike[str]
+    name: str, splits: Mapping[str, str | os.PathLike[str]], out: str | os.PathLike[str]
 ) -> dict[str, Any]:
-    """Read the validation report ``report``, write its record to ``out``, return it."""
-    data = read_json(report)
-    if not isinstance(data, dict):
-        raise PipelineError(f"{report}: not a validation report (expected a JSON object)")
-    try:
-        record = dataset_record(data)
-    except PipelineError as exc:
-        raise PipelineError(f"{report}: {exc}") from exc
+    """Write the record of dataset ``name`` to ``out`` and return it."""
+    record = dataset_record(name, splits)
     write_json_atomic(out, record)
     return record

@@ -57,7 +57,7 @@ def link_target(key):
 
 
 def dataset_files(wildcards):
-    """What the validate rule checks, as the dataset's source rule leaves it."""
+    """What validate checks and record_dataset reads, as the dataset's source leaves it."""
     dataset = wildcards.dataset
     if config["datasets"][dataset]["source"] == "download":
         return [
@@ -71,8 +71,8 @@ def dataset_files(wildcards):
     ]
 
 
-def validate_split_args(wildcards):
-    """validate_dataset.py's splits."""
+def dataset_split_args(wildcards):
+    """The splits of {dataset} for validate_dataset.py and record_dataset.py."""
     return split_args(wildcards.dataset)
 
 

@@ -4,6 +4,6 @@ def predict_inputs(wildcards):
     """The run's final model, its dataset's record and the prediction code."""
     return {
         "model": paths.model(wildcards.run),
-        "dataset": dataset_report(wildcards),
+        **dataset_inputs(wildcards),
         "code": predict_code(),
     }

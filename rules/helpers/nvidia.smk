@@ -63,7 +63,7 @@ def nvidia_train_inputs(wildcards):
     catalog (written after the checkpoints of other settings were set aside) and the backbone
     weights, placed beforehand so nothing is downloaded at run time."""
     return {
-        "dataset": dataset_report(wildcards),
+        **dataset_inputs(wildcards),
         "catalog": nvidia.catalog_file(wildcards.run),
         "weights": run_config(config, wildcards.run)["nvidia"]["weights"],
     }
@@ -74,7 +74,7 @@ def nvidia_test_inputs(wildcards):
     return {
         "model": nvidia.model_final(wildcards.run),
         "catalog": nvidia.catalog_file(wildcards.run),
-        "dataset": dataset_report(wildcards),
+        **dataset_inputs(wildcards),
     }
 
 

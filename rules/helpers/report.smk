@@ -64,6 +64,6 @@ def report_inputs(wildcards):
         "metrics_log": paths.metrics_log(run),
         "provenance": paths.provenance(run),
         **{name.split(".")[0]: run_eval_file(run, name) for name in files},
-        "dataset": dataset_report(wildcards),
+        **dataset_inputs(wildcards),
         "code": code("report"),
     }

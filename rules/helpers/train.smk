@@ -3,10 +3,7 @@
 def train_inputs(wildcards):
     """The dataset's record, the backbone weights when set, and the code."""
     settings = run_config(config, wildcards.run)
-    inputs = {
-        "dataset": dataset_record(settings["dataset"]),
-        "code": train_code(settings),
-    }
+    inputs = {**dataset_inputs(wildcards), "code": train_code(settings)}
     if settings["model"]["backbone_weights"]:
         inputs["weights"] = settings["model"]["backbone_weights"]
     return inputs
