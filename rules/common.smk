@@ -16,11 +16,13 @@ from maskrcnn_pipeline.workflow import paths
 from maskrcnn_pipeline.workflow import resources as job_resources
 from maskrcnn_pipeline.workflow.code_inputs import code_inputs
 from maskrcnn_pipeline.workflow.config import (
+    dataset_files,
     dataset_record,
     dataset_splits,
     run_config,
     runs_of_engine,
     split_paths,
+    newer_than_all,
     validate_config,
     validation_report,
 )
@@ -137,12 +139,20 @@ def dataset_inputs(wildcards):
     """What every reader of a run's dataset waits for: its record (``dataset``:
     data/<dataset>/dataset.json, categories and checksums, rewritten when the data changes)
     and its validation report (``validation``, which exists only for a dataset without
-    errors). The report is ancient: a rerun of the checks alone (their code, their wording,
-    bbox_tolerance) reruns none of the readers."""
+    errors, so a reader never starts before the checks have passed).
+
+    Once the report is newer than the data it checked, it is ancient: a rerun of the checks
+    alone (their code, their wording, bbox_tolerance) reruns none of the readers. Data that
+    changed in place since (or a report still to write) makes it a plain input again: with
+    an ancient one, Snakemake 9.27.1 would not even look at the jobs after a validate that
+    reruns (snakemake/snakemake#4166), and new data could wait for the next invocation.
+    """
     dataset = dataset_of(wildcards.run)
+    validation = validation_report(dataset)
+    checked = newer_than_all(validation, dataset_files(config, dataset))
     return {
         "dataset": dataset_record(dataset),
-        "validation": ancient(validation_report(dataset)),
+        "validation": ancient(validation) if checked else validation,
     }
 
 

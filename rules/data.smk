@@ -128,7 +128,7 @@ rule unpack:
 rule validate:
     input:
         unpack(image_inputs),
-        data=dataset_files,
+        data=dataset_input,
         code=code("validate_dataset"),
     output:
         validation_report("{dataset}"),
@@ -156,7 +156,7 @@ rule validate:
 rule record_dataset:
     input:
         unpack(image_inputs),
-        data=dataset_files,
+        data=dataset_input,
         code=code("record_dataset"),
     output:
         dataset_record("{dataset}"),

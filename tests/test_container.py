@@ -19,9 +19,9 @@ import pytest
 import yaml
 from spython.main.parse.parsers import SingularityParser
 
-from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.provenance import IMAGE_INFO_ENV, container_info, sha256_file
+from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.workflow.config import load_schema
 from tests.conftest import BIN, REPO
 from tests.support.container import DOUBLE, Apptainer, pyproject, pyproject_pins

@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 from spython.main.parse.parsers import SingularityParser
 
-from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.provenance import sha256_file
+from maskrcnn_pipeline.workflow import images as container
 from maskrcnn_pipeline.workflow.config import load_schema
 from tests.conftest import REPO
 from tests.support.container import Apptainer

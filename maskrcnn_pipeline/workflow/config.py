@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -409,6 +409,38 @@ def download_files(config: Mapping[str, Any], dataset: str | None = None) -> dic
         if entry["source"] == "download":
             files.update({k: v for k, v in entry["files"].items() if v["enabled"]})
     return files
+
+
+def dataset_files(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """The files of ``dataset`` as its source leaves them (what validate checks and
+    record_dataset reads): a download dataset's unpack manifests, else every split's images
+    folder and annotation file."""
+    if config["datasets"][dataset]["source"] == "download":
+        return [
+            f"{dataset_dir(dataset)}/.unpacked/{file}.json"
+            for file in download_files(config, dataset)
+        ]
+    return [
+        path
+        for split in dataset_splits(config, dataset)
+        for path in split_paths(config, dataset, split).values()
+    ]
+
+
+def _modified(path: str) -> float:
+    """When ``path`` changed: a link's own time or its target's, whichever is later."""
+    times = [os.lstat(path).st_mtime]
+    if os.path.exists(path):
+        times.append(os.stat(path).st_mtime)
+    return max(times)
+
+
+def newer_than_all(path: str, others: Iterable[str]) -> bool:
+    """Whether ``path`` exists and changed after every one of ``others`` that exists."""
+    if not os.path.lexists(path):
+        return False
+    when = _modified(path)
+    return all(_modified(other) <= when for other in others if os.path.lexists(other))
 
 
 def remote_url(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> str:

@@ -56,19 +56,9 @@ def link_target(key):
     ]
 
 
-def dataset_files(wildcards):
+def dataset_input(wildcards):
     """What validate checks and record_dataset reads, as the dataset's source leaves it."""
-    dataset = wildcards.dataset
-    if config["datasets"][dataset]["source"] == "download":
-        return [
-            f"data/{dataset}/.unpacked/{file}.json"
-            for file in download_files(config, dataset)
-        ]
-    return [
-        path
-        for split in dataset_splits(config, dataset)
-        for path in split_paths(config, dataset, split).values()
-    ]
+    return dataset_files(config, wildcards.dataset)
 
 
 def dataset_split_args(wildcards):
