@@ -1,5 +1,7 @@
 # Input, params and resource functions of rules/container.smk, and what they import
 # (`snakemake --lint` wants functions apart from the rules that use them).
+
+
 from maskrcnn_pipeline.workflow.code_inputs import module_inputs
 from maskrcnn_pipeline.workflow.config import images
 from maskrcnn_pipeline.workflow.images import build_image, describe_image

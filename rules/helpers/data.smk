@@ -1,5 +1,7 @@
 # Input, params and resource functions of rules/data.smk, and what they import
 # (`snakemake --lint` wants functions apart from the rules that use them).
+
+
 import posixpath
 
 from maskrcnn_pipeline.workflow.config import (

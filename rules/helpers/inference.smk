@@ -1,5 +1,7 @@
 # Input, params and resource functions of rules/inference.smk, and what they import
 # (`snakemake --lint` wants functions apart from the rules that use them).
+
+
 def inference_targets():
     """The overlays and sample of every entry under `inference:` (each implies its results)."""
     return [

@@ -1,5 +1,7 @@
 # Input, params and resource functions of rules/nvidia.smk, and what they import
 # (`snakemake --lint` wants functions apart from the rules that use them).
+
+
 import os
 
 from maskrcnn_pipeline.nvidia import command as nvidia

@@ -1,5 +1,7 @@
 # Input, params and resource functions of rules/train.smk, and what they import
 # (`snakemake --lint` wants functions apart from the rules that use them).
+
+
 def train_inputs(wildcards):
     """The dataset's record, the backbone weights when set, and the code."""
     settings = run_config(config, wildcards.run)
