@@ -49,5 +49,5 @@ rule all:
     default_target: True
     input:
         run_reports(),
-        "results/report/comparison.md",
+        rules.compare.output.summary,
         inference_targets(),

@@ -7,9 +7,7 @@
 # Snakemake's own Python (`run:`): building an image cannot need an image or a conda env.
 
 
-#: The module these rules call from Snakemake's Python: its code (an input, ancient: editing
-#: how Apptainer is called never rebuilds an image whose definition is unchanged).
-IMAGES_MODULE = "maskrcnn_pipeline.workflow.images"
+include: "helpers/container.smk"
 
 
 # Built once; again only when the definition or the build arguments (base image, NVIDIA's
@@ -19,8 +17,8 @@ rule build_image:
         definition=image_setting("definition"),
         code=ancient(module_inputs(workflow.basedir, IMAGES_MODULE)),
     output:
-        image="results/container/{image}.sif",
-        record="results/container/{image}.json",
+        image=paths.image(),
+        record=paths.image_record(),
     log:
         "results/logs/build_image/{image}.log",
     benchmark:
@@ -48,7 +46,7 @@ rule describe_image:
         image=image_setting("image"),
         code=ancient(module_inputs(workflow.basedir, IMAGES_MODULE)),
     output:
-        record="results/container/{image}.json",
+        record=paths.image_record(),
     log:
         "results/logs/describe_image/{image}.log",
     benchmark:

@@ -1,7 +1,11 @@
 # Data: each dataset's source rule puts its splits under data/<dataset>/ (generated, linked from
-# an existing folder, or fetched and unpacked), then validate checks them. Every consumer
-# depends on data/<dataset>/validation.json, which exists only for a dataset without errors.
+# an existing folder, or fetched and unpacked), then validate checks them and writes
+# data/<dataset>/validation.json, which exists only for a dataset without errors; its
+# readers take the categories from data/<dataset>/dataset.json (record_dataset).
 # Pretrained weights are fetched to data/weights/ so that training never needs the network.
+
+
+include: "helpers/data.smk"
 
 
 rule generate_synthetic_dataset:
@@ -127,10 +131,10 @@ rule unpack:
 rule validate:
     input:
         unpack(image_inputs),
-        data=dataset_files,
+        data=dataset_input,
         code=code("validate_dataset"),
     output:
-        "data/{dataset}/validation.json",
+        validation_report("{dataset}"),
     log:
         "results/logs/validate/{dataset}.log",
     benchmark:
@@ -141,8 +145,34 @@ rule validate:
         CONTAINER
     threads: 4
     params:
-        splits=validate_split_args,
+        splits=dataset_split_args,
         checks=validation_flags,
     shell:
         "python scripts/validate_dataset.py --dataset {wildcards.dataset} {params.splits}"
         " {params.checks} --workers {threads} --out {output:q} > {log} 2>&1"
+
+
+# What the rules after validation read (data/dataset_record.py): the categories and the
+# annotations' checksums, from the data itself. It does not depend on validate, so a rerun
+# of the checks alone reruns nothing after them; every reader also waits for the validation
+# report (common.smk: dataset_inputs). New data rewrites the record and reruns its readers.
+rule record_dataset:
+    input:
+        unpack(image_inputs),
+        data=dataset_input,
+        code=code("record_dataset"),
+    output:
+        dataset_record("{dataset}"),
+    log:
+        "results/logs/record_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/record_dataset/{dataset}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    params:
+        splits=dataset_split_args,
+    shell:
+        "python scripts/record_dataset.py --dataset {wildcards.dataset} {params.splits}"
+        " --out {output:q} > {log} 2>&1"

@@ -3,12 +3,15 @@
 # (rules/nvidia.smk); evaluate is the same for both engines.
 
 
+include: "helpers/evaluate.smk"
+
+
 rule predict:
     input:
         unpack(predict_inputs),
         unpack(image_inputs),
     output:
-        "results/{run}/eval/{split}/predictions.json",
+        paths.eval_file("predictions.json"),
     log:
         "results/logs/predict/{run}.{split}.log",
     benchmark:
@@ -21,11 +24,13 @@ rule predict:
         CONTAINER
     threads: 2
     params:
-        settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+        settings=settings_of("predict"),
+        operational=operational_of("predict"),
         images=eval_split("images"),
         annotations=eval_split("annotations"),
     shell:
-        "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
+        "python scripts/predict.py --settings {params.settings:q}"
+        " --operational {params.operational:q} --model {input.model:q}"
         " --images {params.images:q} --annotations {params.annotations:q} --out {output:q}"
         " --workers {threads} > {log} 2>&1"
 
@@ -33,13 +38,13 @@ rule predict:
 rule evaluate:
     input:
         unpack(image_inputs),
-        predictions="results/{run}/eval/{split}/predictions.json",
-        dataset=dataset_report,
+        unpack(dataset_inputs),
+        predictions=paths.eval_file("predictions.json"),
         code=code("evaluate"),
     output:
-        metrics="results/{run}/eval/{split}/metrics.json",
-        per_category="results/{run}/eval/{split}/per_category.csv",
-        pr_curves="results/{run}/eval/{split}/pr_curves.csv",
+        metrics=paths.eval_file("metrics.json"),
+        per_category=paths.eval_file("per_category.csv"),
+        pr_curves=paths.eval_file("pr_curves.csv"),
     log:
         "results/logs/evaluate/{run}.{split}.log",
     benchmark:

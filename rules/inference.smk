@@ -3,13 +3,16 @@
 # (a separate rule: redrawing needs no GPU and never reruns the model).
 
 
+include: "helpers/inference.smk"
+
+
 rule infer:
     input:
         unpack(image_inputs),
         unpack(infer_inputs),
     output:
-        predictions="results/{run}/inference/{inference}/predictions.json",
-        index="results/{run}/inference/{inference}/images.json",
+        predictions=f"{paths.inference_dir()}/predictions.json",
+        index=f"{paths.inference_dir()}/images.json",
     log:
         "results/logs/infer/{run}.{inference}.log",
     benchmark:
@@ -20,9 +23,11 @@ rule infer:
         CONTAINER
     threads: 2
     params:
-        settings=lambda wildcards: as_json(predict_settings(config, wildcards.run)),
+        settings=settings_of("predict"),
+        operational=operational_of("predict"),
     shell:
-        "python scripts/predict.py --settings {params.settings:q} --model {input.model:q}"
+        "python scripts/predict.py --settings {params.settings:q}"
+        " --operational {params.operational:q} --model {input.model:q}"
         " --images {input.images:q} --out {output.predictions:q}"
         " --image-index {output.index:q} --workers {threads} > {log} 2>&1"
 
@@ -30,14 +35,14 @@ rule infer:
 rule overlay_inference:
     input:
         unpack(image_inputs),
-        predictions="results/{run}/inference/{inference}/predictions.json",
-        index="results/{run}/inference/{inference}/images.json",
+        predictions=rules.infer.output.predictions,
+        index=rules.infer.output.index,
         images=lambda wildcards: inference_entry(wildcards)["images"],
         code=code("overlay"),
     output:
-        overlays=directory("results/{run}/inference/{inference}/overlays"),
+        overlays=directory(f"{paths.inference_dir()}/overlays"),
         sample=report(
-            "results/{run}/inference/{inference}/sample.png",
+            f"{paths.inference_dir()}/sample.png",
             caption="../report/inference_sample.rst",
             category="{run}",
             subcategory="4. Inference: {inference}",

@@ -14,15 +14,20 @@
 # and Snakemake's container: cannot bind per job. Their conda: is only the host side of the
 # job, a shell; what runs is the image. The pipeline jobs run like every other rule.
 # Benchmarks (on demand): results/<run>/benchmark/nvidia_train.json, nvidia_inference.json.
+# NVIDIA's own folders are spelled by maskrcnn_pipeline.nvidia.command, whose command lines
+# name them; the files every engine makes (metrics.jsonl, predictions.json) by workflow.paths.
+
+
+include: "helpers/nvidia.smk"
 
 
 rule prepare_nvidia:
     input:
         unpack(image_inputs),
-        dataset=dataset_report,
+        unpack(dataset_inputs),
         code=code("nvidia_prepare"),
     output:
-        catalog="results/{run}/train/nvidia_paths_catalog.py",
+        catalog=nvidia.catalog_file("{run}"),
     log:
         "results/logs/prepare_nvidia/{run}.log",
     benchmark:
@@ -60,7 +65,7 @@ rule train_nvidia:
         unpack(nvidia_train_inputs),
         code=ancient(code("nvidia_attempt")),
     output:
-        model="results/{run}/train/nvidia/model_final.pth",
+        model=nvidia.model_final("{run}"),
     log:
         "results/logs/train_nvidia/{run}.log",
     benchmark:
@@ -89,13 +94,13 @@ rule train_nvidia:
 rule nvidia_metrics:
     input:
         unpack(image_inputs),
-        model="results/{run}/train/nvidia/model_final.pth",
+        unpack(dataset_inputs),
+        model=rules.train_nvidia.output.model,
         nvidia_image_record=NVIDIA_IMAGE_RECORD,
-        dataset=dataset_report,
         code=code("nvidia_metrics"),
     output:
-        metrics="results/{run}/train/metrics.jsonl",
-        provenance="results/{run}/train/provenance.json",
+        metrics=paths.metrics_log(),
+        provenance=paths.provenance(),
     log:
         "results/logs/nvidia_metrics/{run}.log",
     benchmark:
@@ -128,7 +133,7 @@ rule test_nvidia:
         unpack(nvidia_image_inputs),
         unpack(nvidia_test_inputs),
     output:
-        directory("results/{run}/eval/{split}/nvidia"),
+        directory(nvidia.eval_dir("{run}", "{split}")),
     log:
         "results/logs/test_nvidia/{run}.{split}.log",
     benchmark:
@@ -152,11 +157,11 @@ rule test_nvidia:
 rule nvidia_predictions:
     input:
         unpack(image_inputs),
-        nvidia="results/{run}/eval/{split}/nvidia",
+        nvidia=rules.test_nvidia.output[0],
         code=code("nvidia_predictions"),
     output:
-        predictions="results/{run}/eval/{split}/predictions.json",
-        reported="results/{run}/eval/{split}/nvidia_eval.json",
+        predictions=paths.eval_file("predictions.json"),
+        reported=paths.eval_file("nvidia_eval.json"),
     log:
         "results/logs/nvidia_predictions/{run}.{split}.log",
     benchmark:
@@ -181,7 +186,7 @@ rule benchmark_train_nvidia:
         unpack(nvidia_image_inputs),
         unpack(nvidia_train_inputs),
     output:
-        directory("results/{run}/benchmark/nvidia_train"),
+        directory(nvidia.benchmark_dir("{run}", "train")),
     log:
         "results/logs/benchmark_train_nvidia/{run}.log",
     benchmark:
@@ -212,7 +217,7 @@ rule benchmark_inference_nvidia:
         unpack(nvidia_image_inputs),
         unpack(nvidia_test_inputs),
     output:
-        directory("results/{run}/benchmark/nvidia_inference/bs{batch}"),
+        directory(f"{nvidia.benchmark_dir('{run}', 'inference')}/bs{{batch}}"),
     log:
         "results/logs/benchmark_inference_nvidia/{run}.bs{batch}.log",
     benchmark:
@@ -240,7 +245,7 @@ rule nvidia_benchmark:
         logs=nvidia_benchmark_inputs,
         code=code("nvidia_benchmark"),
     output:
-        "results/{run}/benchmark/nvidia_{kind}.json",
+        f"{nvidia.benchmark_dir('{run}', '{kind}')}.json",
     log:
         "results/logs/nvidia_benchmark/{run}.{kind}.log",
     benchmark:

@@ -3,13 +3,16 @@
 # run); a figure with nothing to show is written as a panel that says why.
 
 
+include: "helpers/report.smk"
+
+
 rule report:
     input:
         unpack(report_inputs),
         unpack(image_inputs),
     output:
-        summary="results/{run}/report/summary.md",
-        metrics="results/{run}/report/metrics.csv",
+        summary=f"{paths.report_dir()}/summary.md",
+        metrics=f"{paths.report_dir()}/metrics.csv",
         metrics_html=run_report_item(
             "metrics.html", "metrics", "1. Metrics", "final COCO metrics"
         ),
@@ -65,8 +68,8 @@ rule compare:
         unpack(image_inputs),
         unpack(comparison_inputs),
     output:
-        summary="results/report/comparison.md",
-        csv="results/report/comparison.csv",
+        summary=f"{paths.COMPARISON_DIR}/comparison.md",
+        csv=f"{paths.COMPARISON_DIR}/comparison.csv",
         table=comparison_item("comparison.html", "comparison", "table of all runs"),
         ap=comparison_item("ap.png", "compare_ap", "AP, AP50, AP75"),
         ap_by_size=comparison_item("ap_by_size.png", "compare_ap_by_size", "AP by size"),
@@ -87,7 +90,7 @@ rule compare:
         CONTAINER
     params:
         runs=comparison_run_args,
-        run_info=comparison_run_info(),
+        run_info=as_json(comparison_run_info(config)),
         references=as_json(config["report"]["references"]),
         out_dir=subpath(output.summary, parent=True),
     shell:

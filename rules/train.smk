@@ -2,8 +2,12 @@
 # with torchrun when the run has several processes (scripts/train.py starts it). Resume state
 # lives in results/<run>/train/checkpoints/, which is not a declared output, so a failed,
 # preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
-# checkpoint. The log is appended across attempts. The data arrives through the dataset's
-# validation report (an input: errors stop the run here, before training).
+# checkpoint. The log is appended across attempts. Training waits for the dataset's record
+# and its validation report (errors stop the run before training). Settings that cannot
+# change the model reach it as --operational.
+
+
+include: "helpers/train.smk"
 
 
 rule train:
@@ -11,9 +15,9 @@ rule train:
         unpack(train_inputs),
         unpack(image_inputs),
     output:
-        model="results/{run}/train/model_final.pth",
-        metrics="results/{run}/train/metrics.jsonl",
-        provenance="results/{run}/train/provenance.json",
+        model=paths.model(),
+        metrics=paths.metrics_log(),
+        provenance=paths.provenance(),
     log:
         "results/logs/train/{run}.log",
     benchmark:
@@ -36,7 +40,8 @@ rule train:
         tasks_per_gpu=train_resource("tasks_per_gpu"),
         mpi=train_resource("mpi"),
     params:
-        settings=lambda wildcards: as_json(train_settings(config, wildcards.run)),
+        settings=settings_of("train"),
+        operational=operational_of("train"),
         images=run_split("train_split", "images"),
         annotations=run_split("train_split", "annotations"),
         out_dir=subpath(output.model, parent=True),
@@ -46,6 +51,7 @@ rule train:
     # orphans it, and --stop-when-orphaned then checkpoints and stops it).
     shell:
         "exec {resources.mpi} python scripts/train.py --settings {params.settings:q}"
+        " --operational {params.operational:q}"
         " --images {params.images:q} --annotations {params.annotations:q}"
         " {params.eval_split} --out-dir {params.out_dir:q} --stop-when-orphaned"
         " >> {log} 2>&1"

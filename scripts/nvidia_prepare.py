@@ -4,13 +4,14 @@
 Writes the paths_catalog.py that NVIDIA's train_net.py and test_net.py load as PATHS_CATALOG:
 every split registered as coco_<split>, relative to the dataset folder that the jobs bind at
 /datasets/data. Stops when --num-classes is not the dataset's categories + 1 (from the
-validation report). Moves the training folder aside when its checkpoints were trained with
-another command or other annotations, so NVIDIA's trainer cannot resume them. Example:
+dataset's record, data/<dataset>/dataset.json, or its full validation report). Moves the
+training folder aside when its checkpoints were trained with another command or other
+annotations, so NVIDIA's trainer cannot resume them. Example:
 
     python scripts/nvidia_prepare.py --run r50_nvidia --data-dir data/coco2017 \\
         --split train data/coco2017/train2017 data/coco2017/annotations/instances_train2017.json \\
         --split val data/coco2017/val2017 data/coco2017/annotations/instances_val2017.json \\
-        --validation data/coco2017/validation.json --num-classes 81 --train-split train \\
+        --validation data/coco2017/dataset.json --num-classes 81 --train-split train \\
         --command '["torchrun", "..."]' --train-dir results/r50_nvidia/train/nvidia \\
         --catalog results/r50_nvidia/train/nvidia_paths_catalog.py
 """
@@ -53,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a split: images folder and annotation JSON inside --data-dir (repeat)",
     )
     parser.add_argument(
-        "--validation", type=Path, required=True, metavar="FILE", help="the validation report"
+        "--validation",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the dataset's record (dataset.json) or its validation report",
     )
     parser.add_argument(
         "--num-classes", type=int, required=True, metavar="N", help="MODEL.ROI_BOX_HEAD.NUM_CLASSES"

@@ -3,10 +3,11 @@
 
 One process per GPU of the run (or cpu_processes on the CPU): with more than one, this
 script starts torchrun on itself. Settings come either as the JSON the Snakemake rule passes
-(--settings) or from a config file and a run name (--config/--run, validated).
+(--settings: what can change the model; --operational: threads, log and checkpoint periods,
+DataLoader workers ...) or from a config file and a run name (--config/--run, validated).
 SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number. A checkpoint is
-resumed only when written with the same settings, data and code (the import closure of this
-script, as the train rule lists it); otherwise it is moved to checkpoints.previous.
+resumed only when written with the same --settings, data and code (the import closure of
+this script, as the train rule lists it); otherwise it is moved to checkpoints.previous.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from pathlib import Path
 from maskrcnn_pipeline.cli import parser_from_doc, run_cli
 from maskrcnn_pipeline.train.lock import run_lock
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
-from maskrcnn_pipeline.workflow.settings_args import add_settings_arguments, resolve_settings
+from maskrcnn_pipeline.workflow.params import merge_operational
+from maskrcnn_pipeline.workflow.settings_args import (
+    add_settings_arguments,
+    resolve_split_settings,
+)
 
 #: The workflow's folder: the training code's paths are relative to it.
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +58,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
+def worker_args(args: argparse.Namespace, settings: dict, operational: dict) -> list[str]:
     """The arguments of each torchrun worker: the resolved settings and the same paths."""
     paths = {
         "--images": args.images,
@@ -62,7 +67,7 @@ def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
         "--eval-annotations": args.eval_annotations,
         "--out-dir": args.out_dir,
     }
-    arguments = ["--settings", json.dumps(settings)]
+    arguments = ["--settings", json.dumps(settings), "--operational", json.dumps(operational)]
     for flag, value in paths.items():
         if value is not None:
             arguments += [flag, str(value)]
@@ -71,11 +76,12 @@ def worker_args(args: argparse.Namespace, settings: dict) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = resolve_settings(args, kind="train")
+    params, operational = resolve_split_settings(args, kind="train")
+    settings = merge_operational(params, operational)
     from maskrcnn_pipeline.train import launch
 
     if launch.under_torchrun(os.environ):
-        return run_training(args, settings)
+        return run_training(args, params, operational)
     launch.check_gpus(settings, launch.visible_gpus())
     if args.stop_when_orphaned:
         from maskrcnn_pipeline.train.signals import stop_when_orphaned
@@ -87,21 +93,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     with lock:
         if launch.needs_torchrun(settings):
             command = launch.torchrun_command(
-                settings, __file__, worker_args(args, settings), os.environ
+                settings, __file__, worker_args(args, params, operational), os.environ
             )
             return launch.run_forwarding_signals(command)
-        return run_training(args, settings)
+        return run_training(args, params, operational)
 
 
-def run_training(args: argparse.Namespace, settings: dict) -> int:
+def run_training(args: argparse.Namespace, params: dict, operational: dict) -> int:
+    """Train in this process: ``params`` decide what a checkpoint must match."""
     from maskrcnn_pipeline.train.run import TrainPaths, train
 
+    settings = merge_operational(params, operational)
     paths = TrainPaths(
         args.images, args.annotations, args.out_dir, args.eval_images, args.eval_annotations
     )
     # The code this process runs, as the train rule lists it: a checkpoint of other code
     # is set aside instead of resumed.
-    train(settings, paths, code_digest=code_digest(ROOT, train_code(ROOT, settings)))
+    digest = code_digest(ROOT, train_code(ROOT, settings))
+    train(settings, paths, code_digest=digest, resume_settings=params)
     return 0
 
 

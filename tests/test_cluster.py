@@ -15,7 +15,12 @@ from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 from maskrcnn_pipeline.workflow.config import validate_config
-from maskrcnn_pipeline.workflow.resources import srun_launcher, train_resources
+from maskrcnn_pipeline.workflow.resources import (
+    nvidia_eval_resources,
+    srun_launcher,
+    train_resources,
+    train_threads,
+)
 from tests.support.paths import REPO
 
 MINIMAL = {"datasets": {"d": {"source": "synthetic"}}, "runs": {"r": {"dataset": "d"}}}
@@ -107,8 +112,29 @@ def test_resources_must_be_positive(key: str) -> None:
         run(resources={key: 0})
 
 
+@pytest.mark.parametrize(
+    ("settings", "threads"),
+    [
+        ({"threads": 0, "gpus": 0, "dataloader": {"workers": 0}}, 1),
+        ({"threads": 6, "gpus": 2, "dataloader": {"workers": 2}}, 6),
+        ({"threads": 2, "gpus": 8, "dataloader": {"workers": 4}}, 32),
+        ({"threads": 0, "gpus": 0, "dataloader": {"workers": 3}}, 3),
+    ],
+)
+def test_a_training_job_gets_a_cpu_per_thread_or_loader_worker(settings, threads) -> None:
+    assert train_threads(run(**settings)) == threads
+
+
+def test_testing_a_run_of_nvidia_asks_for_its_gpus_and_their_memory() -> None:
+    assert nvidia_eval_resources(run(gpus=4, resources={"mem_mb_per_gpu": 1000})) == {
+        "gpu": 4,
+        "mem_mb": 4000,
+        "runtime": 120,
+    }
+
+
 def test_resources_never_reach_the_training_settings() -> None:
-    from maskrcnn_pipeline.workflow.config import train_settings
+    from maskrcnn_pipeline.workflow.params import train_settings
 
     config = validate_config(copy.deepcopy(MINIMAL))
     assert "resources" not in train_settings(config, "r")

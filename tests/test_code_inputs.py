@@ -96,9 +96,10 @@ def test_every_rule_lists_exactly_the_modules_its_job_can_import(configfile: Pat
 def test_the_image_rules_list_the_module_they_call() -> None:
     """build_image/describe_image run workflow/images.py in Snakemake's Python; checked on
     the Snakefile's text, since they are planned only with --use-singularity."""
-    text = (REPO / "rules" / "container.smk").read_text()
-    assert text.count("code=ancient(module_inputs(workflow.basedir, IMAGES_MODULE))") == 2
-    assert f'IMAGES_MODULE = "{RUN_MODULES["build_image"]}"' in text
+    rules = (REPO / "rules" / "container.smk").read_text()
+    helpers = (REPO / "rules" / "helpers" / "container.smk").read_text()
+    assert rules.count("code=ancient(module_inputs(workflow.basedir, IMAGES_MODULE))") == 2
+    assert f'IMAGES_MODULE = "{RUN_MODULES["build_image"]}"' in helpers
 
 
 def test_a_new_module_is_an_input_without_listing_it(tmp_path: Path) -> None:
@@ -132,7 +133,9 @@ def test_a_rule_job_never_imports_the_by_hand_modules(tmp_path: Path) -> None:
     probe = (
         "import argparse, sys\n"
         "from maskrcnn_pipeline.workflow.settings_args import resolve_settings\n"
-        "args = argparse.Namespace(settings='{\"a\": 1}', config=None, run=None)\n"
+        "args = argparse.Namespace(\n"
+        "    settings='{\"a\": 1}', operational='{}', config=None, run=None\n"
+        ")\n"
         "assert resolve_settings(args, kind='train') == {'a': 1}\n"
         f"loaded = sorted(set(sys.modules) & {set(BY_HAND_ONLY)!r})\n"
         "assert not loaded, loaded\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,14 @@ import yaml
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.workflow.config import (
     checksums,
+    comparison_run_info,
+    dataset_files,
     download_files,
     load_config,
-    predict_settings,
+    newer_than_all,
     remote_url,
     split_paths,
     split_sources,
-    train_settings,
     validate_config,
 )
 from tests.support.paths import REPO, TESTS_DATA
@@ -134,12 +136,55 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(wrong)
 
 
-def test_settings_split_by_stage() -> None:
+def test_the_comparison_knows_each_runs_dataset_split_engine_and_gpus() -> None:
+    config = copy.deepcopy(MINIMAL)
+    config["runs"]["a"] = {"dataset": "d", "gpus": 2, "nodes": 2, "precision": "bf16"}
+    assert comparison_run_info(validated(config)) == {
+        "r": {
+            "dataset": "d",
+            "eval_split": "val",
+            "engine": "torchvision",
+            "gpus": 8,
+            "precision": "fp16",
+        },
+        "a": {
+            "dataset": "d",
+            "eval_split": "val",
+            "engine": "torchvision",
+            "gpus": 4,
+            "precision": "bf16",
+        },
+    }
+
+
+def test_a_datasets_files_are_its_splits_or_its_unpack_manifests() -> None:
+    assert dataset_files(validated(MINIMAL), "d") == [
+        "data/d/train",
+        "data/d/annotations/train.json",
+        "data/d/val",
+        "data/d/annotations/val.json",
+    ]
+    config = validated(DOWNLOAD)
+    assert dataset_files(config, "coco") == [
+        f"data/coco/.unpacked/{name}.json" for name in download_files(config, "coco")
+    ]
+
+
+def test_a_report_is_newer_than_its_data_until_the_data_changes(tmp_path: Path) -> None:
+    data, link, report = tmp_path / "val.json", tmp_path / "link.json", tmp_path / "report"
+    data.write_text("{}")
+    link.symlink_to(data)
+    assert not newer_than_all(str(report), [str(data)])  # no report yet
+    report.write_text("{}")
+    os.utime(data, (1, 1))
+    os.utime(link, (1, 1), follow_symlinks=False)
+    assert newer_than_all(str(report), [str(link), str(tmp_path / "missing")])
+    os.utime(data, None)  # the link's target changed in place
+    assert not newer_than_all(str(report), [str(link)])
+
+
+def test_split_paths_are_under_the_dataset_folder() -> None:
     config = validated(MINIMAL)
-    train = train_settings(config, "r")
-    predict = predict_settings(config, "r")
-    assert "test" not in train and "solver" in train
-    assert "solver" not in predict and predict["test"]["score_thresh"] == 0.05
     assert split_paths(config, "d", "val") == {
         "images": "data/d/val",
         "annotations": "data/d/annotations/val.json",

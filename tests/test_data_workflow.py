@@ -108,6 +108,7 @@ def test_default_config_plans_the_whole_coco_chain(tmp_path: Path) -> None:
         "fetch_weights": 1,
         "unpack": 3,
         "validate": 1,
+        "record_dataset": 1,
         "train": 1,
         "predict": 1,
         "evaluate": 1,
@@ -212,6 +213,7 @@ def test_existing_folder_is_linked_validated_and_not_redone(tmp_path: Path, sour
     assert job_counts(workdir, "data/shared/validation.json") == {"validate": 1}
     assert job_counts(workdir) == {
         "validate": 1,
+        "record_dataset": 1,
         "train": 1,
         "predict": 1,
         "evaluate": 1,

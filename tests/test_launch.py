@@ -16,7 +16,8 @@ import yaml
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.train.launch import check_gpus, first_host, rendezvous_args, torchrun_command
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
-from maskrcnn_pipeline.workflow.config import train_settings, validate_config
+from maskrcnn_pipeline.workflow.config import validate_config
+from maskrcnn_pipeline.workflow.params import train_settings
 from tests.support.datasets import make_tiny_dataset
 from tests.support.paths import REPO, TESTS_DATA
 from tests.support.workflow import run_script, tool_env

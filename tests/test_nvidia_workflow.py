@@ -90,6 +90,7 @@ def test_both_engines_are_planned_from_data_to_the_comparison(coco_plan: tuple[P
         "fetch": 3,
         "unpack": 3,
         "validate": 1,  # one dataset, both runs
+        "record_dataset": 1,
         "fetch_weights": 2,  # torchvision's ResNet-50 and Detectron's R-50.pkl
         "train": 1,
         "predict": 1,
@@ -117,12 +118,13 @@ def test_the_chain_of_the_nvidia_run(coco_plan: tuple[Path, str]) -> None:
     )
     prepare = job_block(output, "prepare_nvidia")
     assert "input: results/container/maskrcnn.sif, results/container/maskrcnn.json" in prepare
-    assert "data/coco2017/validation.json" in prepare
+    assert "data/coco2017/dataset.json" in prepare
     train = job_block(output, "train_nvidia")
     inputs = re.search(r"input: (.*)", train).group(1).split(", ")
     assert set(inputs) == {
         NVIDIA_IMAGE,
         "results/container/nvidia-maskrcnn.json",
+        "data/coco2017/dataset.json",
         "data/coco2017/validation.json",
         "results/r50_fpn_1x_nvidia/train/nvidia_paths_catalog.py",
         "data/weights/R-50.pkl",

@@ -22,7 +22,8 @@ from maskrcnn_pipeline.train.optimizer import IterationLR
 from maskrcnn_pipeline.train.run import TrainingInterrupted, TrainPaths, train
 from maskrcnn_pipeline.train.schedule import Schedule
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
-from maskrcnn_pipeline.workflow.config import train_settings, validate_config
+from maskrcnn_pipeline.workflow.config import validate_config
+from maskrcnn_pipeline.workflow.params import merge_operational, split_operational, train_settings
 from tests.support.datasets import make_tiny_dataset
 from tests.support.paths import REPO, TESTS_DATA
 from tests.support.workflow import run_script
@@ -237,6 +238,31 @@ class Published(Hook):
 
     def on_publish(self, trainer: Trainer, iteration: int, values: Mapping[str, Any]) -> None:
         self.values.append((iteration, values))
+
+
+def test_other_operational_settings_resume_the_checkpoint(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path
+) -> None:
+    settings = settings_of(tiny_config, max_iter=4)
+    params, operational = split_operational(settings, "train")
+    with pytest.raises(TrainingInterrupted, match="after iteration 3"):
+        train(
+            settings,
+            paths(tiny_data, tmp_path),
+            code_digest=CODE,
+            resume_settings=params,
+            hooks=[StopAt(2)],
+        )
+    operational.update(threads=2, log_period=1, checkpoint={"period": 3, "keep": 1})
+    other = merge_operational(params, operational)
+    started = StartedAt()
+    train(
+        other, paths(tiny_data, tmp_path), code_digest=CODE, resume_settings=params, hooks=[started]
+    )
+    assert started.iteration == 3
+    assert not (tmp_path / "checkpoints.previous").exists()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [2, 4]  # resumed after 3, logs 4
 
 
 def test_periodic_evaluation_logs_ap_and_early_stop_ends_training(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from maskrcnn_pipeline.data.dataset_record import dataset_record, write_dataset_record
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from maskrcnn_pipeline.data.validation import (
     ERRORS,
@@ -22,6 +23,8 @@ from maskrcnn_pipeline.data.validation import (
     write_report,
 )
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.workflow.code_inputs import module_inputs
+from tests.support.paths import REPO
 from tests.support.workflow import run_script
 
 SQUARE = [1.0, 1.0, 11.0, 1.0, 11.0, 11.0, 1.0, 11.0]
@@ -331,3 +334,36 @@ def test_cli(tmp_path: Path) -> None:
     assert bad.returncode != 0 and not out.exists()
     assert "polygon_too_short: 1" in bad.stderr and "Traceback" not in bad.stderr
     assert "--split NAME DIR FILE" in run_script("validate_dataset.py", ["--help"]).stdout
+
+
+def test_the_dataset_record_has_the_reports_categories_and_checksums(tmp_path: Path) -> None:
+    train = write_dataset(tmp_path / "train", json.dumps(GOOD))
+    val = write_dataset(tmp_path / "val", json.dumps(GOOD))
+    splits = [train, Split("val", val.images, val.annotations)]
+    report = validate_dataset("d", splits, ValidationSettings(bbox_tolerance=0.0))
+    record = write_dataset_record(
+        "d", {s.name: s.annotations for s in splits}, tmp_path / "dataset.json"
+    )
+    assert json.loads((tmp_path / "dataset.json").read_text()) == record
+    for key in ("dataset", "num_categories", "num_classes", "categories"):
+        assert record[key] == report[key], key
+    assert record["splits"] == {
+        name: {"annotations_sha256": split["annotations_sha256"]}
+        for name, split in report["splits"].items()
+    }
+
+
+def test_a_record_of_unreadable_annotations_names_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(PipelineError, match=r"broken\.json: cannot read the annotations"):
+        dataset_record("d", {"train": broken})
+    broken.write_text("[]")
+    with pytest.raises(PipelineError, match=r"broken\.json: no categories list"):
+        dataset_record("d", {"train": broken})
+
+
+def test_the_record_does_not_import_the_checks() -> None:
+    """Else editing a check would rerun the record's rule and everything after it."""
+    modules = module_inputs(REPO, "maskrcnn_pipeline.data.dataset_record")
+    assert modules and not [m for m in modules if "/validation/" in m]

@@ -11,20 +11,14 @@ import pytest
 import yaml
 
 from maskrcnn_pipeline.evaluation import STAT_NAMES
+from tests.support import reruns
 from tests.support.paths import TESTS_DATA
 from tests.support.workflow import copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-PIPELINE = {
-    "generate_synthetic_dataset",
-    "validate",
-    "train",
-    "predict",
-    "evaluate",
-    "report",
-    "compare",
-}
+#: What the tiny pipeline reruns, by change (tests/data/reruns.yaml, also the README's table).
+RERUNS = reruns.load()
 
 
 def edit_config(workdir: Path, edit) -> None:
@@ -36,9 +30,12 @@ def edit_config(workdir: Path, edit) -> None:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pipeline run once to completion (shared: every rerun test copies it)."""
+    """The tiny pipeline, with the rerun table's inference entry, run once to completion
+    (shared: every rerun test copies it)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("finished"))
-    shutil.copy2(TESTS_DATA / "tiny.yaml", workdir / "config.yaml")
+    config = yaml.safe_load((TESTS_DATA / "tiny.yaml").read_text())
+    config["inference"] = RERUNS["inference"]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(workdir)
     return workdir
 
@@ -78,62 +75,11 @@ def test_nothing_reruns_when_up_to_date(done: Path) -> None:
     assert planned_jobs(done) == set()
 
 
-@pytest.mark.parametrize(
-    ("edit", "expected"),
-    [
-        pytest.param(lambda c: c["report"].update(num_examples=3), {"report"}, id="report-setting"),
-        pytest.param(
-            lambda c: c["report"].update(
-                references=[{"label": "x", "datasets": ["a"], "bbox": 0.1}]
-            ),
-            {"compare"},
-            id="reference-lines",
-        ),
-        pytest.param(
-            lambda c: c.setdefault("evaluation", {}).update(backend="pycocotools"),
-            {"evaluate", "report", "compare"},
-            id="evaluation-setting",
-        ),
-        pytest.param(
-            lambda c: c["runs"]["tiny"]["test"].update(score_thresh=0.1),
-            {"predict", "evaluate", "report", "compare"},
-            id="inference-setting",
-        ),
-        pytest.param(
-            lambda c: c["runs"]["tiny"]["solver"].update(base_lr=0.002),
-            {"train", "predict", "evaluate", "report", "compare"},
-            id="training-hyperparameter",
-        ),
-        pytest.param(
-            lambda c: c["datasets"]["tiny"]["synthetic"].update(seed=4),
-            PIPELINE,
-            id="dataset-setting",
-        ),
-    ],
-)
-def test_a_changed_setting_reruns_exactly_its_dependents(done: Path, edit, expected) -> None:
-    edit_config(done, edit)
-    assert planned_jobs(done) == expected
-
-
-@pytest.mark.parametrize(
-    ("script", "expected"),
-    [
-        ("report.py", {"report"}),
-        ("evaluate.py", {"evaluate", "report", "compare"}),
-        ("predict.py", {"predict", "evaluate", "report", "compare"}),
-        ("train.py", {"train", "predict", "evaluate", "report", "compare"}),
-        ("compare.py", {"compare"}),
-        ("validate_dataset.py", PIPELINE - {"generate_synthetic_dataset"}),
-        ("generate_synthetic.py", PIPELINE),
-    ],
-)
-def test_editing_a_script_reruns_its_rule_and_dependents(
-    done: Path, script: str, expected: set[str]
-) -> None:
-    path = done / "scripts" / script
-    path.write_text(path.read_text() + "\n# edited\n")
-    assert planned_jobs(done) == expected
+@pytest.mark.parametrize("row", RERUNS["rows"], ids=reruns.row_id)
+def test_a_change_reruns_what_the_rerun_table_says(done: Path, row: dict) -> None:
+    """Each row of the README's "What triggers a rerun" table, as a real dry run."""
+    reruns.apply(row, done)
+    assert planned_jobs(done) == set(row["reruns"])
 
 
 def test_training_change_really_reruns_without_touching_the_dataset(done: Path) -> None:
@@ -142,7 +88,16 @@ def test_training_change_really_reruns_without_touching_the_dataset(done: Path) 
     edit_config(done, lambda c: c["runs"]["tiny"]["solver"].update(max_iter=2))
     result = run_snakemake(done)
     ran = set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, re.MULTILINE))
-    assert ran - {"all"} == {"train", "predict", "evaluate", "report", "compare"}
+    after_train = {
+        "train",
+        "predict",
+        "evaluate",
+        "report",
+        "compare",
+        "infer",
+        "overlay_inference",
+    }
+    assert ran - {"all"} == after_train
     assert dataset_json.stat().st_mtime_ns == before
     lines = (done / "results" / "tiny" / "train" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["iteration"] == 2

@@ -34,6 +34,10 @@ class Categories:
     def to_list(self) -> list[dict[str, Any]]:
         return [{"id": i, "name": n} for i, n in zip(self.ids, self.names, strict=True)]
 
+    def labelled(self) -> list[dict[str, Any]]:
+        """Each category with the label training gives it (what the dataset's reports show)."""
+        return [{**entry, "label": label} for label, entry in enumerate(self.to_list(), 1)]
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -189,9 +189,11 @@ def build_components(
     return Components(model, optimizer, scheduler, scaler, channels_last)
 
 
-#: Settings that change how training is run or watched, not the weights it produces: a
-#: checkpoint written under other values of these is still resumed.
-OPERATIONAL_KEYS = ("log_period", "checkpoint", "threads", "eval_period", "early_stop", "test")
+#: Settings of periodic evaluation: they change what is logged and where training may stop
+#: early, not the weights of any iteration, so a checkpoint written under others is resumed.
+#: (The operational settings, threads, periods, workers, are no params at all:
+#: workflow/params.py; scripts/train.py passes the params as ``resume_settings``.)
+EVALUATION_KEYS = ("eval_period", "early_stop", "test")
 
 
 def _digest(value: Any) -> str:
@@ -199,15 +201,8 @@ def _digest(value: Any) -> str:
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
-    """The run's settings that can change the weights (all but OPERATIONAL_KEYS and the
-    data loader's process plumbing)."""
-    relevant = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
-    relevant["dataloader"] = {
-        k: v
-        for k, v in settings["dataloader"].items()
-        if k not in ("workers", "sharing_strategy", "timeout")
-    }
-    return _digest(relevant)
+    """The run's settings that can change the weights: all but EVALUATION_KEYS."""
+    return _digest({k: v for k, v in settings.items() if k not in EVALUATION_KEYS})
 
 
 def data_digest(dataset: CocoInstances, annotations: Path) -> str:
@@ -290,17 +285,24 @@ def train(
     paths: TrainPaths,
     *,
     code_digest: str,
+    resume_settings: Mapping[str, Any] | None = None,
     hooks: Sequence[Hook] = (),
 ) -> None:
     """Train (or resume) to ``solver.max_iter`` and write the final outputs.
 
     ``code_digest`` identifies the training code (scripts/train.py computes it from the
-    code it runs): a checkpoint of other code is not resumed. ``hooks`` run after the
-    run's own (:func:`run_hooks`), so a caller adds behaviour without editing this module.
+    code it runs): a checkpoint of other code is not resumed. ``resume_settings``: the part
+    of ``settings`` a checkpoint must have been written under to be resumed; scripts/train.py
+    passes the rule's params, leaving out the operational settings (threads, checkpoint and
+    log periods, DataLoader workers: workflow/params.py). Default: all of ``settings``.
+    ``hooks`` run after the run's own (:func:`run_hooks`), so a caller adds behaviour
+    without editing this module.
     """
     dist = init_distributed(settings["gpus"] > 0)
     try:
-        _train(settings, paths, select_device(settings, dist), dist, code_digest, hooks)
+        identity = settings if resume_settings is None else resume_settings
+        device = select_device(settings, dist)
+        _train(settings, paths, device, dist, code_digest, identity, hooks)
         barrier(dist)  # rank 0 has written the final outputs: every process tears down together
     finally:
         shutdown(dist)
@@ -312,12 +314,13 @@ def _train(
     device: torch.device,
     dist: DistInfo,
     code_digest: str,
+    resume_settings: Mapping[str, Any],
     extra_hooks: Sequence[Hook],
 ) -> None:
     prepare_process(settings, dist)
     dataset = training_dataset(settings, paths)
     log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
-    fingerprint = resume_fingerprint(settings, dataset, paths.annotations, code_digest)
+    fingerprint = resume_fingerprint(resume_settings, dataset, paths.annotations, code_digest)
     checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
     state = load_resume_state(checkpointer, fingerprint, dist)
     trainer = build_trainer(settings, dataset, device, dist, state["iteration"] if state else 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.names import SAFE_NAME, SAFE_NAME_RULE, is_safe_name
 from maskrcnn_pipeline.nvidia import command as nvidia_command
 from maskrcnn_pipeline.train.schedule import mlperf_warmup_problem
+from maskrcnn_pipeline.workflow import paths
+from maskrcnn_pipeline.workflow.params import run_config
 from maskrcnn_pipeline.workflow.schema import SCHEMA_PATH, load_schema
 
 #: Synthetic datasets always have exactly these splits.
@@ -36,8 +38,6 @@ CHECKSUM_KEYS = ("sha256", "md5", "sha256_prefix")
 RESERVED_SPLIT_NAMES = ("annotations",)
 #: A run's training engine: ours, or NVIDIA's own code in its image (maskrcnn_pipeline.nvidia).
 ENGINES = ("torchvision", "nvidia")
-#: Where the workflow builds images (rules/container.smk): results/container/<name>.sif.
-IMAGE_DIR = "results/container"
 #: Dataset keys that a source ignores: given anyway, they are a mistake worth naming.
 UNUSED_KEYS = {
     "synthetic": ("root", "files", "splits"),
@@ -197,20 +197,21 @@ def _image_problems(config: Mapping[str, Any]) -> list[str]:
         name = Path(entry["image"]).stem
         if not is_safe_name(name):
             problems.append(
-                f"{where}.image: {entry['image']!r}: its record is {IMAGE_DIR}/<name>.json and "
-                f"the name {name!r} is not allowed: {SAFE_NAME_RULE}"
+                f"{where}.image: {entry['image']!r}: its record is "
+                f"{paths.image_record('<name>')} and the name {name!r} is not allowed: "
+                f"{SAFE_NAME_RULE}"
             )
             continue
-        if entry["build"] and posixpath.normpath(entry["image"]) != f"{IMAGE_DIR}/{name}.sif":
+        if entry["build"] and posixpath.normpath(entry["image"]) != paths.image(name):
             problems.append(
                 f"{where}.image: {entry['image']!r}: an image the workflow builds is "
-                f"{IMAGE_DIR}/<name>.sif; give such a path, or set {where}.build: false to use "
+                f"{paths.image('<name>')}; give such a path, or set {where}.build: false to use "
                 "an image elsewhere as it is"
             )
     if Path(container["image"]).stem == Path(container["nvidia"]["image"]).stem:
         problems.append(
             "container.nvidia.image: has the same file name as container.image; both are "
-            f"recorded as {IMAGE_DIR}/<name>.json: rename one"
+            f"recorded as {paths.image_record('<name>')}: rename one"
         )
     return problems
 
@@ -356,8 +357,14 @@ def dataset_dir(dataset: str) -> str:
 
 
 def validation_report(dataset: str) -> str:
-    """The validate rule's report: every consumer of the dataset depends on it."""
+    """The validate rule's full report (what its checks found, with examples)."""
     return f"{dataset_dir(dataset)}/validation.json"
+
+
+def dataset_record(dataset: str) -> str:
+    """The record_dataset rule's output, the verdict and categories of the validation
+    report: every consumer of the dataset depends on it (data/dataset_record.py)."""
+    return f"{dataset_dir(dataset)}/dataset.json"
 
 
 def split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
@@ -401,6 +408,38 @@ def download_files(config: Mapping[str, Any], dataset: str | None = None) -> dic
     return files
 
 
+def dataset_files(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """The files of ``dataset`` as its source leaves them (what validate checks and
+    record_dataset reads): a download dataset's unpack manifests, else every split's images
+    folder and annotation file."""
+    if config["datasets"][dataset]["source"] == "download":
+        return [
+            f"{dataset_dir(dataset)}/.unpacked/{file}.json"
+            for file in download_files(config, dataset)
+        ]
+    return [
+        path
+        for split in dataset_splits(config, dataset)
+        for path in split_paths(config, dataset, split).values()
+    ]
+
+
+def _modified(path: str) -> float:
+    """When ``path`` changed: a link's own time or its target's, whichever is later."""
+    times = [os.lstat(path).st_mtime]
+    if os.path.exists(path):
+        times.append(os.stat(path).st_mtime)
+    return max(times)
+
+
+def newer_than_all(path: str, others: Iterable[str]) -> bool:
+    """Whether ``path`` exists and changed after every one of ``others`` that exists."""
+    if not os.path.lexists(path):
+        return False
+    when = _modified(path)
+    return all(_modified(other) <= when for other in others if os.path.lexists(other))
+
+
 def remote_url(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> str:
     """The URL a file is fetched from: ``<mirror>/<name>`` when a mirror is set, else its url."""
     mirror = config["download"]["mirror"]
@@ -420,52 +459,17 @@ def checksum_options(config: Mapping[str, Any], entry: Mapping[str, Any]) -> dic
     return checksums(entry)
 
 
-def run_config(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    try:
-        return config["runs"][run]
-    except KeyError as exc:
-        raise PipelineError(
-            f"runs.{run}: no such run; defined runs: {', '.join(sorted(config['runs']))}"
-        ) from exc
-
-
-#: The run keys that change what training produces; predict, evaluate and report settings
-#: are left out so that changing them never retrains.
-TRAIN_KEYS = (
-    "gpus",
-    "nodes",
-    "cpu_processes",
-    "eval_period",
-    "early_stop",
-    "precision",
-    "channels_last",
-    "seed",
-    "threads",
-    "log_period",
-    "model",
-    "input",
-    "solver",
-    "dataloader",
-    "checkpoint",
-)
-
-
-def train_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    """The part of a run's config that training depends on (its ``params:``)."""
-    settings = run_config(config, run)
-    selected = {key: copy.deepcopy(settings[key]) for key in TRAIN_KEYS}
-    if settings["eval_period"]:
-        selected["test"] = copy.deepcopy(settings["test"])  # periodic evaluation uses them
-    return selected
-
-
-def predict_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    """The inference settings of a run: what predict depends on besides the model."""
-    settings = run_config(config, run)
-    return {
-        "test": copy.deepcopy(settings["test"]),
-        "size_divisibility": settings["input"]["size_divisibility"],
-        "precision": settings["precision"],
-        "channels_last": settings["channels_last"],
-        "threads": settings["threads"],
-    }
+def comparison_run_info(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the comparison shows about each run from the config, in config order; its
+    dataset selects the reference lines (report.references) that apply."""
+    info = {}
+    for name in config["runs"]:
+        run = run_config(config, name)
+        info[name] = {
+            "dataset": run["dataset"],
+            "eval_split": run["eval_split"],
+            "engine": run["engine"],
+            "gpus": run["gpus"] * run["nodes"],
+            "precision": run["precision"],
+        }
+    return info

@@ -26,18 +26,16 @@ from typing import Any
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import atomic_path, write_json_atomic
 from maskrcnn_pipeline.provenance import sha256_file
-
-#: Where the JSON record of an image lives: beside the default image, in results/ for a
-#: site-provided image that may sit in a read-only folder.
-RECORD_DIR = Path("results/container")
+from maskrcnn_pipeline.workflow import paths
 
 #: Snakemake runs `apptainer` when it is on PATH, else `singularity`; so do we.
 BINARIES = ("apptainer", "singularity")
 
 
 def image_record_path(image: str | os.PathLike[str]) -> str:
-    """results/container/<image name>.json: the record of ``image`` (a .sif path)."""
-    return str(RECORD_DIR / f"{Path(image).stem}.json")
+    """results/container/<image name>.json: the record of ``image`` (a .sif path), in
+    results/ also for a site-provided image that may sit in a read-only folder."""
+    return paths.image_record(Path(image).stem)
 
 
 def unset_variables(args: str) -> list[str]:

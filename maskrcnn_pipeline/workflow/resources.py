@@ -64,3 +64,16 @@ def train_resources(
         "tasks_per_gpu": 0,
         "mpi": srun_launcher(nodes, threads, container) if multi_node else "",
     }
+
+
+def train_threads(run: Mapping[str, Any]) -> int:
+    """The CPUs of a job that trains (or tests) a run: its torch threads, or one DataLoader
+    worker per worker and process, whichever is more; at least one."""
+    return max(1, run["threads"], run["dataloader"]["workers"] * max(1, run["gpus"]))
+
+
+def nvidia_eval_resources(run: Mapping[str, Any]) -> dict[str, int]:
+    """test_net.py's resources: the run's GPUs (TEST.IMS_PER_BATCH is split over them), host
+    memory for them, two hours."""
+    gpus = run["gpus"]
+    return {"gpu": gpus, "mem_mb": run["resources"]["mem_mb_per_gpu"] * gpus, "runtime": 120}

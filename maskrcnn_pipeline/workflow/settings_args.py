@@ -1,9 +1,10 @@
 """How scripts receive a run's settings: from the rule, or from a config file by hand.
 
 The Snakemake rules pass exactly the settings a step depends on as JSON (``--settings``), the
-same dict that sits in the rule's ``params:`` and decides reruns. A person can instead point
-at a config file and a run name (``--config``/``--run``); that file is validated like the
-workflow's.
+same dict that sits in the rule's ``params:`` and decides reruns, and, for train and predict,
+the settings that cannot change the outputs apart (``--operational``, workflow/params.py), so
+that changing those reruns nothing. A person can instead point at a config file and a run
+name (``--config``/``--run``); that file is validated like the workflow's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ import yaml
 
 from maskrcnn_pipeline.cli import json_option
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.workflow.params import (
+    STAGES,
+    merge_operational,
+    run_config,
+    split_operational,
+    stage_settings,
+)
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
@@ -24,29 +32,50 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> Non
     group.add_argument(
         "--settings", help=f"the {kind} settings as JSON (what the Snakemake rule passes)"
     )
+    if kind in STAGES:
+        group.add_argument(
+            "--operational",
+            help=f"with --settings: the {kind} settings that cannot change the outputs "
+            "(threads, ...) as JSON",
+        )
     group.add_argument("--config", help="a pipeline config file (YAML), e.g. config.yaml")
     group.add_argument("--run", help="name of the run under runs: in --config")
 
 
 def resolve_settings(args: argparse.Namespace, *, kind: str) -> dict[str, Any]:
-    """The settings of a job: the rule's JSON, or a run of a config file given by hand.
+    """Every setting of ``kind`` the job reads (for train and predict: params and
+    operational merged)."""
+    return merge_operational(*resolve_split_settings(args, kind=kind))
+
+
+def resolve_split_settings(
+    args: argparse.Namespace, *, kind: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of ``kind`` as (params, operational): from --settings and --operational,
+    or split from --config/--run (the "run" kind of the benchmarks has no operational part).
 
     The config's validation is imported only by hand: a rule always passes --settings, so
     the validation code is no code input of the rules' jobs (workflow/code_inputs.py
     BY_HAND_ONLY) and editing it reruns nothing; the settings it selects are params.
     """
     if args.settings is not None:
-        return json_option(args.settings, "--settings")
+        settings = json_option(args.settings, "--settings")
+        if kind not in STAGES:
+            return settings, {}
+        if args.operational is None:
+            raise PipelineError(
+                "--settings needs --operational JSON beside it (what the rule passes); by "
+                "hand, give --config FILE and --run NAME instead"
+            )
+        return settings, json_option(args.operational, "--operational")
     if args.config is None or args.run is None:
         raise PipelineError("give --settings JSON, or both --config FILE and --run NAME")
-    from maskrcnn_pipeline.workflow import config
+    from maskrcnn_pipeline.workflow.config import load_config
 
-    selectors = {
-        "train": config.train_settings,
-        "predict": config.predict_settings,
-        "run": lambda loaded, run: copy.deepcopy(config.run_config(loaded, run)),
-    }
-    return selectors[kind](config.load_config(args.config), args.run)
+    config = load_config(args.config)
+    if kind not in STAGES:
+        return copy.deepcopy(run_config(config, args.run)), {}
+    return split_operational(stage_settings(config, args.run, kind), kind)
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:

@@ -174,13 +174,7 @@ def _read_json(path: Path, problems: ProblemLog) -> tuple[Any, str | None]:
 
 def _category_mapping(index: CocoIndex | None) -> list[dict[str, Any]]:
     """Each category with the label training gives it (ascending ids from 1)."""
-    if index is None:
-        return []
-    categories = Categories.from_records(index.categories)
-    return [
-        {"id": cid, "name": name, "label": label}
-        for label, (cid, name) in enumerate(zip(categories.ids, categories.names, strict=True), 1)
-    ]
+    return Categories.from_records(index.categories).labelled() if index is not None else []
 
 
 def _difference(first: list[dict[str, Any]], other: list[dict[str, Any]], reference: Split) -> str:

@@ -1,0 +1,83 @@
+# Input, params and resource functions of rules/data.smk, and what they import
+# (`snakemake --lint` wants functions apart from the rules that use them).
+
+
+import posixpath
+
+from maskrcnn_pipeline.workflow.config import (
+    checksum_options,
+    dataset_dir,
+    download_files,
+    remote_url,
+    split_sources,
+    validation_report,
+)
+
+
+def datasets_of(source):
+    """A wildcard constraint: the datasets of ``source`` (synthetic, folder, download)."""
+    return one_of(
+        name for name, entry in config["datasets"].items() if entry["source"] == source
+    )
+
+
+def splits_of(source):
+    """A wildcard constraint: the splits of the datasets of ``source``."""
+    return one_of(
+        split
+        for name, entry in config["datasets"].items()
+        if entry["source"] == source
+        for split in dataset_splits(config, name)
+    )
+
+
+def fetch_url(entries):
+    """Params function: where {file} of ``entries`` comes from (<mirror>/<file> when set)."""
+    return lambda wildcards: remote_url(config, wildcards.file, entries[wildcards.file])
+
+
+def checksum_flags(entries):
+    """Params function: fetch.py's checksum options for {file} of ``entries`` (or the lock
+    file of a file trusted on first use)."""
+    return lambda wildcards: " ".join(
+        f"--{key.replace('_', '-')} {shlex.quote(value)}"
+        for key, value in checksum_options(config, entries[wildcards.file]).items()
+    )
+
+
+def unpack_dest(wildcards):
+    """The folder an archive unpacks into: data/<dataset>/<its unpack setting>."""
+    entry = download_files(config, wildcards.dataset)[wildcards.file]
+    return posixpath.normpath(f"{dataset_dir(wildcards.dataset)}/{entry['unpack']}")
+
+
+def link_target(key):
+    """Params function: what a folder source's link for {split} points at (images or file)."""
+    return lambda wildcards: split_sources(config, wildcards.dataset, wildcards.split)[
+        key
+    ]
+
+
+def dataset_input(wildcards):
+    """What validate checks and record_dataset reads, as the dataset's source leaves it."""
+    return dataset_files(config, wildcards.dataset)
+
+
+def dataset_split_args(wildcards):
+    """The splits of {dataset} for validate_dataset.py and record_dataset.py."""
+    return split_args(wildcards.dataset)
+
+
+def validation_flags(wildcards):
+    """validate_dataset.py's checks: the dataset's validation settings."""
+    settings = config["datasets"][wildcards.dataset]["validation"]
+    flags = f"--bbox-tolerance {settings['bbox_tolerance']}"
+    return flags + (" --decode-images" if settings["decode_images"] else "")
+
+
+def synthetic_args(wildcards):
+    """The generator's options as CLI flags; as params, a changed option regenerates the data."""
+    settings = config["datasets"][wildcards.dataset]["synthetic"]
+    return " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in sorted(settings.items())
+    )
