@@ -77,13 +77,10 @@ rule fetch:
     params:
         url=fetch_url(download_files(config)),
         checksums=checksum_flags(download_files(config)),
-        retries=config["download"]["retries"],
-        timeout=config["download"]["timeout"],
-        max_unknown_size_gb=config["download"]["max_unknown_size_gb"],
+        options=download_options,
     shell:
         "python scripts/fetch.py --url {params.url:q} {params.checksums} --out {output:q}"
-        " --retries {params.retries} --timeout {params.timeout} --progress log"
-        " --max-unknown-size-gb {params.max_unknown_size_gb} > {log} 2>&1"
+        " {params.options} --progress log > {log} 2>&1"
 
 
 use rule fetch as fetch_weights with:
@@ -98,9 +95,7 @@ use rule fetch as fetch_weights with:
     params:
         url=fetch_url(config["weights"]),
         checksums=checksum_flags(config["weights"]),
-        retries=config["download"]["retries"],
-        timeout=config["download"]["timeout"],
-        max_unknown_size_gb=config["download"]["max_unknown_size_gb"],
+        options=download_options,
 
 
 # Unpacks again when the archive's checksum (its identity) or the unpack code changes, not

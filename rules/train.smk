@@ -50,7 +50,8 @@ rule train:
     # to Snakemake is forwarded to it by the Snakefile's onstart; a killed Snakemake
     # orphans it, and --stop-when-orphaned then checkpoints and stops it).
     shell:
-        "exec {resources.mpi} python scripts/train.py --settings {params.settings:q}"
+        "exec {resources.mpi} python scripts/train.py --run {wildcards.run}"
+        " --settings {params.settings:q}"
         " --operational {params.operational:q}"
         " --images {params.images:q} --annotations {params.annotations:q}"
         " {params.eval_split} --out-dir {params.out_dir:q} --stop-when-orphaned"

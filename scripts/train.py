@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if launch.under_torchrun(os.environ):
         return run_training(args, params, operational)
-    launch.check_gpus(settings, launch.visible_gpus())
+    launch.check_gpus(settings, launch.visible_gpus(), run=args.run)
     if args.stop_when_orphaned:
         from maskrcnn_pipeline.train.signals import stop_when_orphaned
 

@@ -76,8 +76,8 @@ def test_more_gpus_than_the_node_has_stops_before_training(dataset: Path, tmp_pa
 
 
 def test_gpu_check_and_rendezvous_arguments() -> None:
-    with pytest.raises(PipelineError, match="asks for 2 GPU"):
-        check_gpus({"gpus": 2}, visible=1)
+    with pytest.raises(PipelineError, match=r"runs\.r50\.gpus: the run asks for 2 GPU"):
+        check_gpus({"gpus": 2}, visible=1, run="r50")
     check_gpus({"gpus": 2}, visible=2)
     assert rendezvous_args({"nodes": 1}, {}) == ["--standalone", "--nnodes=1"]
     with pytest.raises(PipelineError, match="2 nodes need a Slurm allocation"):

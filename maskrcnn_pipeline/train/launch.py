@@ -47,15 +47,15 @@ def is_first_node(env: Mapping[str, str]) -> bool:
     return env.get("SLURM_NODEID", "0") == "0"
 
 
-def check_gpus(settings: Mapping[str, Any], visible: int) -> None:
+def check_gpus(settings: Mapping[str, Any], visible: int, run: str | None = None) -> None:
     """Stop before any work when the node has fewer GPUs than the run asks for."""
     wanted = settings["gpus"]
     if wanted > visible:
         shown = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
         raise PipelineError(
-            f"runs.<run>.gpus: the run asks for {wanted} GPU(s) per node but this node has "
-            f"{visible} visible (CUDA_VISIBLE_DEVICES={shown}); lower gpus, or run on a node "
-            "with enough GPUs (on Slurm the train job requests them: see profiles/slurm)"
+            f"runs.{run or '<run>'}.gpus: the run asks for {wanted} GPU(s) per node but this "
+            f"node has {visible} visible (CUDA_VISIBLE_DEVICES={shown}); lower gpus, or run on "
+            "a node with enough GPUs (on Slurm the train job requests them: see profiles/slurm)"
         )
 
 

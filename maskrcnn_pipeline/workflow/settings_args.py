@@ -39,7 +39,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, kind: str) -> Non
             "(threads, ...) as JSON",
         )
     group.add_argument("--config", help="a pipeline config file (YAML), e.g. config.yaml")
-    group.add_argument("--run", help="name of the run under runs: in --config")
+    group.add_argument(
+        "--run",
+        help="name of the run under runs: in --config (beside --settings: the run's name in "
+        "messages, what the rule passes)",
+    )
 
 
 def resolve_settings(args: argparse.Namespace, *, kind: str) -> dict[str, Any]:

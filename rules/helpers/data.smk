@@ -3,6 +3,7 @@
 
 
 import posixpath
+import shlex
 
 from maskrcnn_pipeline.workflow.config import (
     checksum_options,
@@ -28,6 +29,24 @@ def splits_of(source):
         for name, entry in config["datasets"].items()
         if entry["source"] == source
         for split in dataset_splits(config, name)
+    )
+
+
+def download_options(wildcards, threads):
+    """Params function: fetch.py's retries, timeout and size cap. They decide whether a
+    download succeeds, never its bytes (the checksum does), so they are operational: taking
+    ``threads`` makes the function derived for Snakemake, which never reruns a download (19
+    GB for COCO) when one of them changes (common.smk: operational_of)."""
+    settings = config["download"]
+    return shlex.join(
+        [
+            "--retries",
+            str(settings["retries"]),
+            "--timeout",
+            str(settings["timeout"]),
+            "--max-unknown-size-gb",
+            str(settings["max_unknown_size_gb"]),
+        ]
     )
 
 
