@@ -51,6 +51,20 @@ def parser_from_doc(doc: str | None) -> argparse.ArgumentParser:
     )
 
 
+def add_split_option(parser: Any, *, help: str, required: bool = True) -> None:
+    """``--split NAME DIR FILE``, repeated: how the rules pass a dataset's splits (common.smk
+    split_args), the same for every script that takes them."""
+    parser.add_argument(
+        "--split",
+        nargs=3,
+        action="append",
+        required=required,
+        default=None if required else [],
+        metavar=("NAME", "DIR", "FILE"),
+        help=help,
+    )
+
+
 def json_option(text: str, option: str, kind: type = dict) -> Any:
     """The value of a JSON command-line option (the rules pass settings and commands as
     JSON), or a PipelineError naming the option, instead of a traceback from json."""

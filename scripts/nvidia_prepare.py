@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import json_option, parser_from_doc, run_cli
+from maskrcnn_pipeline.cli import add_split_option, json_option, parser_from_doc, run_cli
 from maskrcnn_pipeline.nvidia.catalog import (
     catalog_entries,
     check_num_classes,
@@ -45,13 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data/<dataset>: the folder bound at /datasets/data in NVIDIA's image",
     )
-    parser.add_argument(
-        "--split",
-        nargs=3,
-        action="append",
-        required=True,
-        metavar=("NAME", "DIR", "FILE"),
-        help="a split: images folder and annotation JSON inside --data-dir (repeat)",
+    add_split_option(
+        parser, help="a split: images folder and annotation JSON inside --data-dir (repeat)"
     )
     parser.add_argument(
         "--validation",

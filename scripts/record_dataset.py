@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import parser_from_doc, run_cli
+from maskrcnn_pipeline.cli import add_split_option, parser_from_doc, run_cli
 from maskrcnn_pipeline.data.dataset_record import write_dataset_record
 
 log = logging.getLogger("record_dataset")
@@ -24,13 +24,8 @@ log = logging.getLogger("record_dataset")
 def build_parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
     parser.add_argument("--dataset", required=True, help="the dataset's name")
-    parser.add_argument(
-        "--split",
-        nargs=3,
-        action="append",
-        required=True,
-        metavar=("NAME", "DIR", "FILE"),
-        help="a split: images folder (unused) and annotation JSON (repeat for every split)",
+    add_split_option(
+        parser, help="a split: images folder (unused) and annotation JSON (repeat for every split)"
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="dataset.json")
     return parser

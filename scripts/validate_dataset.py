@@ -20,7 +20,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskrcnn_pipeline.cli import parser_from_doc, run_cli
+from maskrcnn_pipeline.cli import add_split_option, parser_from_doc, run_cli
 from maskrcnn_pipeline.data.validation import (
     Split,
     ValidationSettings,
@@ -36,13 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("what to check (--images + --annotations, or --split ...)")
     data.add_argument("--images", type=Path, metavar="DIR", help="images folder of one split")
     data.add_argument("--annotations", type=Path, metavar="FILE", help="its annotation JSON")
-    data.add_argument(
-        "--split",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "DIR", "FILE"),
+    add_split_option(
+        data,
         help="a named split: images folder and annotation JSON (repeat for every split)",
+        required=False,
     )
     data.add_argument(
         "--dataset", default="dataset", help="dataset name for the report (default: dataset)"
