@@ -150,7 +150,7 @@ def test_download_dataset_is_fetched_unpacked_validated_and_never_redone(
     assert job_counts(workdir, *targets) == {}
     # how a download is attempted is operational: no new download for other retries
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["download"].update(retries=7, timeout=5.0, max_unknown_size_gb=1.0)
+    config.setdefault("download", {}).update(retries=7, timeout=5.0, max_unknown_size_gb=1.0)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     assert job_counts(workdir, *targets) == {}
     unpack_py = workdir / "scripts" / "unpack.py"
