@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -35,6 +35,24 @@ from torchvision.models.detection.roi_heads import expand_boxes
 PADDING = 1
 #: default bound on the pixels computed at once (float32 intermediates: ~16 bytes a pixel)
 CHUNK_PIXELS = 1 << 22
+
+
+class DeviceMasks(NamedTuple):
+    """:class:`PastedMasks` still on the device (torch tensors): what the paste computes
+    there, before the one transfer of bytes."""
+
+    pixels: torch.Tensor
+    starts: torch.Tensor
+    tops: torch.Tensor
+    lefts: torch.Tensor
+    heights: torch.Tensor
+    widths: torch.Tensor
+    image_size: tuple[int, int]
+
+    def cpu(self) -> PastedMasks:
+        """On the CPU, as numpy arrays (uint8 pixels: one byte a pixel of the crops)."""
+        arrays = (tensor.cpu().numpy() for tensor in self[:-1])
+        return PastedMasks(*arrays, image_size=self.image_size)
 
 
 @dataclass(frozen=True)
@@ -116,10 +134,10 @@ def paste_masks(
     *,
     threshold: float = 0.5,
     chunk_pixels: int = CHUNK_PIXELS,
-) -> PastedMasks:
+) -> DeviceMasks:
     """Paste N x 1 x M x M mask probabilities into their ``boxes`` (image coordinates) of an
-    ``image_size`` (H, W) image, threshold them at ``threshold`` on the masks' device and
-    bring the crops to the CPU as bytes.
+    ``image_size`` (H, W) image and threshold them at ``threshold``, on the masks' device
+    (``.cpu()`` of the result brings the crops to the CPU as bytes).
 
     Separable bilinear sampling, batched: each chunk of detections (similar sizes, at most
     ``chunk_pixels`` padded crop pixels; a larger detection is a chunk on its own) first
@@ -157,9 +175,10 @@ def paste_masks(
             top[chunk, None] + row_index - y0[chunk, None], box_h[chunk, None], source
         )
         shape = (count, cols, rows)
-        values = torch.gather(along_x, 2, y_low[:, None, :].expand(shape)) * (1 - y_weight)[
-            :, None, :
-        ] + torch.gather(along_x, 2, y_high[:, None, :].expand(shape)) * y_weight[:, None, :]
+        values = (
+            torch.gather(along_x, 2, y_low[:, None, :].expand(shape)) * (1 - y_weight)[:, None, :]
+            + torch.gather(along_x, 2, y_high[:, None, :].expand(shape)) * y_weight[:, None, :]
+        )
         inside = (col_index[None, :, None] < crop_w[chunk, None, None]) & (
             row_index[None, None, :] < crop_h[chunk, None, None]
         )
@@ -168,8 +187,7 @@ def paste_masks(
     areas = crop_h * crop_w
     starts = torch.empty_like(areas)
     starts[order] = torch.cumsum(areas[order], 0) - areas[order]
-    on_cpu = [t.cpu().numpy() for t in (pixels, starts, top, left, crop_h, crop_w)]
-    return PastedMasks(*on_cpu, image_size=(int(height), int(width)))
+    return DeviceMasks(pixels, starts, top, left, crop_h, crop_w, (int(height), int(width)))
 
 
 def _run_bounds(pasted: PastedMasks, index: int) -> np.ndarray:
