@@ -4,7 +4,9 @@
 #     GPU JPEG decode, DataLoader workers, periodic evaluation, predict, evaluate);
 #  2. single-GPU training throughput of the R-50-FPN recipe at 800x1333, 12 images per GPU,
 #     bf16 + channels-last, against an fp32 baseline run in the same script;
-#  3. inference latency at batch 1 and 8 (bf16 + channels-last).
+#  3. inference latency at batch 1 and 8 (bf16 + channels-last; the project's predict path);
+#  4. bench/predict_speed.py at batch 1 and 8: the predict path against torchvision's stock
+#     path, per stage (added without a GPU to run it on: first run it there).
 # It prints the figures next to NVIDIA's published A100 numbers; its last line is one JSON
 # object with every figure. Usage: bench/gpu_check.sh [OUTPUT_DIR]  (PYTHON=... to choose).
 set -euo pipefail
@@ -44,5 +46,12 @@ echo "== 3. inference latency, batch 1 and 8" >&2
 $python scripts/benchmark_inference.py "${recipe[@]}" --set precision=bf16 \
   --set channels_last=true --batch-sizes 1 8 --iterations 40 --warmup 10 \
   --out "$out/inference_bf16_nhwc.json"
+
+echo "== 4. predict path against torchvision's stock path, 800x1333, 100 detections" >&2
+for batch in 1 8; do
+  $python bench/predict_speed.py "${recipe[@]}" --set precision=bf16 --set channels_last=true \
+    --height 800 --width 1333 --detections 100 --batch-size "$batch" --iterations 20 \
+    --warmup 3 --out "$out/predict_speed_bs$batch.json"
+done
 
 $python bench/gpu_check_summary.py "$out"

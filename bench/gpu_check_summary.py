@@ -37,6 +37,13 @@ def main(out: Path) -> None:
         "smoke_segm_ap": smoke["segm"]["AP"],
         "device": bf16["device"],
     }
+    for batch in (1, 8):  # bench/predict_speed.py (step 4; absent from older outputs)
+        speed = out / f"predict_speed_bs{batch}.json"
+        if speed.is_file():
+            predict = json.loads(speed.read_text())
+            figures[f"predict_bs{batch}_images_per_s"] = predict["project"]["images_per_s"]
+            figures[f"predict_bs{batch}_post_network_speedup"] = predict["post_network_speedup"]
+            figures[f"predict_bs{batch}_end_to_end_speedup"] = predict["end_to_end_speedup"]
     for key, reference in NVIDIA_A100.items():
         figures[f"{key}_vs_nvidia_a100"] = round(figures[key] / reference, 3)
     rows = [

@@ -52,6 +52,48 @@ def test_inference_benchmark_reports_latency_per_batch_size(tmp_path: Path) -> N
     assert all(r["latency_ms_p50"] <= r["latency_ms_p99"] for r in rows)
 
 
+def test_predict_speed_benchmark_reports_both_paths_and_their_ratios() -> None:
+    """bench/predict_speed.py on tiny sizes: the JSON's shape only (never its timings)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "predict_speed.py"),
+            *TINY,
+            *SMALL,
+            "--detections",
+            "7",
+            "--batch-size",
+            "2",
+            "--iterations",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert (figures["benchmark"], figures["images"], figures["batch_size"]) == (
+        "predict_speed",
+        4,
+        2,
+    )
+    assert figures["detections_per_image"] == 7
+    stages = {"model", "paste", "transfer", "encode", "post_network"}
+    for path in ("project", "stock"):
+        assert set(figures[path]["ms_per_image"]) == stages
+        assert figures[path]["images_per_s"] > 0
+    assert set(figures["speedup"]) == stages
+    assert figures["post_network_speedup"] == figures["speedup"]["post_network"] > 0
+    assert figures["end_to_end_speedup"] > 0
+    # fp32: the batched paste gives torchvision's masks exactly
+    assert figures["same_detections"] is True and figures["identical_masks"] == 1.0
+    assert isinstance(figures["goal_met"], bool)
+
+
 def test_unknown_override_names_the_keys() -> None:
     result = run_script("benchmark_train.py", [*TINY, "--set", "solver.lr=1"])
     assert result.returncode == 2

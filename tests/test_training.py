@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.model import precision as precision_module
 from maskrcnn_pipeline.model.build import build_model
 from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
 from maskrcnn_pipeline.train.optimizer import IterationLR
@@ -30,6 +31,7 @@ from tests.support.workflow import run_script
 
 #: Stands for the digest scripts/train.py computes of the training code.
 CODE = "code-a"
+_real_autocast = Trainer.autocast
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,41 @@ def test_train_writes_model_metrics_and_provenance(tiny_config, tiny_data, tmp_p
     assert all(x["loss"] > 0 and x["images_per_s"] > 0 for x in lines)
     provenance = json.loads((tmp_path / "provenance.json").read_text())
     assert {"git", "packages", "hardware", "inputs", "settings"} <= set(provenance)
+    assert provenance["precision"] == "fp32"
+
+
+@pytest.mark.parametrize(("flags", "resolved"), [(set(), "fp32"), ({"amx_bf16"}, "bf16")])
+def test_precision_auto_trains_in_what_the_cpu_runs_natively_and_records_it(
+    tiny_config, tiny_data, tmp_path, monkeypatch, flags, resolved
+) -> None:
+    used: list[str] = []
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(
+        Trainer, "autocast", lambda self: used.append(self.precision) or _real_autocast(self)
+    )
+    settings = settings_of(tiny_config, max_iter=2)
+    settings["precision"] = "auto"
+    train(settings, paths(tiny_data, tmp_path), code_digest=CODE)
+    provenance = json.loads((tmp_path / "provenance.json").read_text())
+    assert (provenance["settings"]["precision"], provenance["precision"]) == ("auto", resolved)
+    assert used and set(used) == {resolved}
+
+
+def test_a_checkpoint_of_auto_precision_resumes_only_where_auto_resolves_the_same(
+    tiny_config, tiny_data, tmp_path, monkeypatch, caplog
+) -> None:
+    """`precision: auto` is bf16 on one CPU and fp32 on another: what it resolved to is part
+    of the checkpoint's identity, so a bf16 run is not continued in fp32."""
+    settings = settings_of(tiny_config, max_iter=4)
+    settings["precision"] = "auto"
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    interrupted_run(settings, paths(tiny_data, tmp_path))
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset())
+    started = StartedAt()
+    with caplog.at_level(logging.WARNING, logger="maskrcnn_pipeline.train.run"):
+        train(settings, paths(tiny_data, tmp_path), code_digest=CODE, hooks=[started])
+    assert started.iteration == 0
+    assert "written with other settings" in caplog.text
 
 
 class StopAt(Hook):

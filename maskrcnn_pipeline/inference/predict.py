@@ -10,27 +10,40 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.transform import resize_boxes
 
 from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.data.coco import load_coco, read_image
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
+from maskrcnn_pipeline.inference.masks import PastedMasks, encode_full, encode_pasted, paste_masks
 from maskrcnn_pipeline.model.build import build_model, configure_inference
-from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
+from maskrcnn_pipeline.model.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: how Predictor pastes masks: its batched paste, or torchvision's (the reference)
+PASTE_MODES = ("batched", "torchvision")
+#: torchvision's per-image outputs, in Detections' field order
+OUTPUT_KEYS = ("boxes", "scores", "labels", "masks")
+#: threads encoding results beside the network, and the batches that may wait for them
+ENCODE_THREADS = 1
+MAX_PENDING = 4
 
 
 @dataclass(frozen=True)
@@ -92,11 +105,88 @@ class _Images(Dataset):
 
 
 @dataclass
+class Detections:
+    """One image's detections on the CPU: torchvision's boxes (x0, y0, x1, y1 in image
+    pixels), scores and labels, and the masks (pasted crops, or the stock path's full-size
+    float masks)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    masks: PastedMasks | np.ndarray
+
+    def rles(self) -> Sequence[dict[str, Any]]:
+        """COCO RLEs of the masks thresholded at 0.5."""
+        if isinstance(self.masks, PastedMasks):
+            return encode_pasted(self.masks)
+        return encode_full((self.masks[:, 0] > 0.5).astype(np.uint8))
+
+
+class StageTimes:
+    """Seconds spent in each stage of prediction (for bench/predict_speed.py), summed over
+    calls. Device stages synchronize the GPU before and after, so that its queued work is
+    charged to the stage that queued it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str, *, on_device: bool = True) -> Iterator[None]:
+        sync = on_device and self.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if sync:
+                torch.cuda.synchronize(self.device)
+            elapsed = time.perf_counter() - started
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+
+
+def _untimed(stage: str, *, on_device: bool = True) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+def run_network(
+    model: MaskRCNN, images: list[torch.Tensor]
+) -> tuple[list[dict[str, torch.Tensor]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """torchvision's MaskRCNN forward in eval mode up to, not including, its postprocess:
+    the detections at the network's input size (masks as M x M probabilities), the
+    network's image sizes and the original ones (the steps of GeneralizedRCNN.forward)."""
+    original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+    inputs, _ = model.transform(images)
+    features = model.backbone(inputs.tensors)
+    proposals, _ = model.rpn(inputs, features)
+    detections, _ = model.roi_heads(features, proposals, inputs.image_sizes)
+    return detections, inputs.image_sizes, original_sizes
+
+
+@dataclass
 class Predictor:
+    """A model in eval mode, turned into per-image :class:`Detections`.
+
+    ``paste="batched"`` (the default) pastes the masks with :func:`paste_masks`: all at
+    once, only inside their boxes, thresholded on the device, moved as bytes.
+    ``paste="torchvision"`` is the stock path (the model's own postprocess: one full-size
+    float mask per detection, moved as float), kept as the reference that the exactness
+    tests and bench/predict_speed.py compare against. Boxes, scores and labels are
+    torchvision's in both. ``precision`` may be ``auto`` (resolved here for the device).
+    """
+
     model: torch.nn.Module
     categories: Categories
     device: torch.device
     precision: str = "fp32"
+    paste: str = "batched"
+    timer: StageTimes | None = None
+
+    def __post_init__(self) -> None:
+        if self.paste not in PASTE_MODES:
+            raise ValueError(f"paste {self.paste!r}: choose one of {PASTE_MODES}")
+        self.precision = resolve_precision(self.precision, self.device)
 
     @classmethod
     def from_checkpoint(
@@ -120,23 +210,44 @@ class Predictor:
         return cls(model, categories, device, settings["precision"])
 
     @torch.inference_mode()
-    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        batch = [image.to(self.device).float().div_(255) for image in images]
-        dtype = AUTOCAST_DTYPES.get(self.precision)
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            outputs = self.model(batch)
-        return [{k: v.float().cpu() for k, v in output.items()} for output in outputs]
+    def __call__(self, images: list[torch.Tensor]) -> list[Detections]:
+        stage = self.timer or _untimed
+        with stage("model"), autocast(self.precision, self.device):
+            batch = [image.to(self.device).float().div_(255) for image in images]
+            outputs, sizes, original_sizes = run_network(self.model, batch)
+        if self.paste == "torchvision":
+            with stage("paste"), autocast(self.precision, self.device):
+                outputs = self.model.transform.postprocess(outputs, sizes, original_sizes)
+            with stage("transfer"):
+                return [
+                    Detections(*(output[key].float().cpu().numpy() for key in OUTPUT_KEYS))
+                    for output in outputs
+                ]
+        with stage("paste"):
+            pasted = []
+            for output, size, original in zip(outputs, sizes, original_sizes, strict=True):
+                output["boxes"] = resize_boxes(output["boxes"], size, original)
+                pasted.append(paste_masks(output["masks"], output["boxes"], original))
+        with stage("transfer"):
+            return [
+                Detections(
+                    *(output[key].float().cpu().numpy() for key in OUTPUT_KEYS[:3]),
+                    masks=masks.cpu(),
+                )
+                for output, masks in zip(outputs, pasted, strict=True)
+            ]
 
-    def to_coco(self, image_id: int, output: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
+    def to_coco(self, image_id: int, detections: Detections) -> list[dict[str, Any]]:
         """COCO results for one image: xywh boxes, RLE masks thresholded at 0.5."""
-        boxes = output["boxes"].numpy()
-        masks = (output["masks"][:, 0] > 0.5).numpy().astype(np.uint8)
-        rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0))) if len(masks) else []
         results = []
         for box, score, label, rle in zip(
-            boxes, output["scores"].tolist(), output["labels"].tolist(), rles, strict=True
+            detections.boxes.tolist(),
+            detections.scores.tolist(),
+            detections.labels.tolist(),
+            detections.rles(),
+            strict=True,
         ):
-            x0, y0, x1, y1 = (float(v) for v in box)
+            x0, y0, x1, y1 = box
             results.append(
                 {
                     "image_id": int(image_id),
@@ -147,6 +258,19 @@ class Predictor:
                 }
             )
         return results
+
+    def encode(
+        self, image_ids: Sequence[int], detections: Sequence[Detections]
+    ) -> list[dict[str, Any]]:
+        """COCO results of one batch, in its order (RLE encoding and JSON building: the part
+        :func:`predict_entries` runs beside the network)."""
+        stage = self.timer or _untimed
+        with stage("encode", on_device=False):
+            return [
+                result
+                for image_id, found in zip(image_ids, detections, strict=True)
+                for result in self.to_coco(image_id, found)
+            ]
 
 
 def _collate(items: list[tuple[int, torch.Tensor]]) -> tuple[list[int], list[torch.Tensor]]:
@@ -167,13 +291,41 @@ def batches(
 
 
 def predict_entries(
-    predictor: Predictor, entries: Sequence[ImageEntry], batch_size: int, workers: int
+    predictor: Predictor,
+    entries: Sequence[ImageEntry],
+    batch_size: int,
+    workers: int,
+    *,
+    encode_threads: int = ENCODE_THREADS,
 ) -> list[dict[str, Any]]:
-    """COCO results of every image in ``entries``."""
+    """COCO results of every image in ``entries``, in their order (image-id order)."""
+    loaded = _progress(batches(entries, batch_size, workers))
+    return predict_batches(predictor, loaded, encode_threads=encode_threads)
+
+
+def predict_batches(
+    predictor: Predictor,
+    loaded: Iterable[tuple[Sequence[int], list[torch.Tensor]]],
+    *,
+    encode_threads: int = ENCODE_THREADS,
+) -> list[dict[str, Any]]:
+    """COCO results of (image ids, images) batches, in the batches' order.
+
+    The network never waits for encoding: each batch's RLE encoding and JSON building run
+    on ``encode_threads`` threads while the next batches are predicted (torch releases the
+    GIL while it computes); at most :data:`MAX_PENDING` batches wait to be encoded, which
+    bounds the memory they hold. Results are collected in submission order, whatever order
+    the threads finish in.
+    """
     results: list[dict[str, Any]] = []
-    for image_ids, images in _progress(batches(entries, batch_size, workers)):
-        for image_id, output in zip(image_ids, predictor(images), strict=True):
-            results.extend(predictor.to_coco(image_id, output))
+    pending: deque[Future[list[dict[str, Any]]]] = deque()
+    with ThreadPoolExecutor(encode_threads, thread_name_prefix="encode") as pool:
+        for image_ids, images in loaded:
+            pending.append(pool.submit(predictor.encode, image_ids, predictor(images)))
+            while len(pending) > MAX_PENDING:
+                results.extend(pending.popleft().result())
+        while pending:
+            results.extend(pending.popleft().result())
     return results
 
 

@@ -20,7 +20,6 @@ import torch
 
 from maskrcnn_pipeline.data.coco import Target
 from maskrcnn_pipeline.model.build import configure_inference
-from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
 from maskrcnn_pipeline.train.distributed import DistInfo
 from maskrcnn_pipeline.train.loop import Batch, Trainer
 
@@ -91,7 +90,7 @@ def benchmark_training(
         batches=batches,
         device=device,
         max_iter=warmup,
-        precision=settings["precision"],
+        precision=components.precision,
         clip_grad_norm=settings["solver"]["clip_grad_norm"],
         scaler=components.scaler,
     )
@@ -111,7 +110,7 @@ def benchmark_training(
         "seconds": round(seconds, 4),
         "images_per_s": round(iterations * batch / seconds, 3),
         "ms_per_iteration": round(1000 * seconds / iterations, 3),
-        "precision": settings["precision"],
+        "precision": components.precision,
         "channels_last": components.channels_last,
         "device": str(device),
     }
@@ -153,12 +152,17 @@ def benchmark_inference(
     iterations: int,
     warmup: int,
 ) -> list[dict[str, float]]:
-    """Latency of whole predict calls (transfer, forward, mask pasting) per batch size."""
+    """Latency of whole predict calls (the project's Predictor: transfer, forward, batched
+    mask pasting, masks back on the CPU; not the RLE encoding, which runs beside the next
+    batch) per batch size."""
+    from maskrcnn_pipeline.data.categories import Categories
+    from maskrcnn_pipeline.inference.predict import Predictor
+
     configure_inference(model, test_settings)
     model = model.to(device).eval()
     if channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    dtype = AUTOCAST_DTYPES.get(precision)
+    predictor = Predictor(model, Categories((), ()), device, precision)
     results = []
     for batch_size in batch_sizes:
         latencies = []
@@ -166,13 +170,7 @@ def benchmark_inference(
             batch = [images[(step * batch_size + i) % len(images)] for i in range(batch_size)]
             _synchronize(device)
             started = time.perf_counter()
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
-            ):
-                inputs = [image.to(device).float().div_(255) for image in batch]
-                outputs = model(inputs)
-                _ = [output["masks"].cpu() for output in outputs]
+            predictor(batch)
             _synchronize(device)
             if step >= warmup:
                 latencies.append(time.perf_counter() - started)

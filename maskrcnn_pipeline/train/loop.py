@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from torch import nn
 from maskrcnn_pipeline.data.coco import Target
 from maskrcnn_pipeline.data.transforms import decode_on_device, is_encoded
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.model.precision import AUTOCAST_DTYPES
+from maskrcnn_pipeline.model.precision import autocast
 from maskrcnn_pipeline.train.checkpoint import gather_rng_states, restore_rng_states
 from maskrcnn_pipeline.train.distributed import DistInfo, all_reduce_mean
 from maskrcnn_pipeline.train.optimizer import IterationLR
@@ -147,9 +147,8 @@ class Trainer:
                 hook.load_state_dict(saved)
 
     def autocast(self) -> AbstractContextManager:
-        if self.precision == "fp32":
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
+        """Autocast of the (resolved) ``precision``: fp32, fp16 or bf16, never ``auto``."""
+        return autocast(self.precision, self.device)
 
     def to_device(self, batch: Batch) -> Batch:
         """Move a batch to the device; images become float in [0, 1] there (uint8 travels).

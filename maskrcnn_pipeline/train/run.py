@@ -33,6 +33,7 @@ from maskrcnn_pipeline.data.transforms import RandomFlips
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import atomic_path
 from maskrcnn_pipeline.model.build import build_model
+from maskrcnn_pipeline.model.precision import resolve_precision
 from maskrcnn_pipeline.provenance import sha256_file, write_provenance
 from maskrcnn_pipeline.train.checkpoint import Checkpointer, save_torch
 from maskrcnn_pipeline.train.distributed import (
@@ -93,6 +94,8 @@ class Components:
     scheduler: IterationLR
     scaler: torch.amp.GradScaler | None
     channels_last: bool
+    #: the run's precision setting resolved for the device (``auto`` -> fp32/fp16/bf16)
+    precision: str
 
 
 def select_device(settings: Mapping[str, Any], dist: DistInfo | None = None) -> torch.device:
@@ -157,7 +160,8 @@ def training_dataset(settings: Mapping[str, Any], paths: TrainPaths) -> CocoInst
 def build_components(
     settings: Mapping[str, Any], num_classes: int, device: torch.device, dist: DistInfo
 ) -> Components:
-    """Model, optimizer (linear scaling rule), LR schedule and gradient scaler of a run."""
+    """Model, optimizer (linear scaling rule), LR schedule, gradient scaler and resolved
+    precision of a run."""
     solver = settings["solver"]
     model = build_model(
         settings["model"], num_classes=num_classes, input_settings=settings["input"]
@@ -185,8 +189,9 @@ def build_components(
         parameter_groups(model, solver, lr), solver, fused=device.type == "cuda"
     )
     scheduler = IterationLR(optimizer, Schedule.from_settings(solver, lr / solver["base_lr"]))
-    scaler = torch.amp.GradScaler(device.type) if settings["precision"] == "fp16" else None
-    return Components(model, optimizer, scheduler, scaler, channels_last)
+    precision = resolve_precision(settings["precision"], device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return Components(model, optimizer, scheduler, scaler, channels_last, precision)
 
 
 #: Settings of periodic evaluation: they change what is logged and where training may stop
@@ -320,7 +325,10 @@ def _train(
     prepare_process(settings, dist)
     dataset = training_dataset(settings, paths)
     log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
-    fingerprint = resume_fingerprint(resume_settings, dataset, paths.annotations, code_digest)
+    # What `precision: auto` resolved to on this machine is what the weights depend on: a
+    # bf16 checkpoint is not resumed on a CPU that would go on in fp32.
+    identity = {**resume_settings, "precision": resolve_precision(settings["precision"], device)}
+    fingerprint = resume_fingerprint(identity, dataset, paths.annotations, code_digest)
     checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
     state = load_resume_state(checkpointer, fingerprint, dist)
     trainer = build_trainer(settings, dataset, device, dist, state["iteration"] if state else 0)
@@ -373,7 +381,7 @@ def build_trainer(
         batches=batches,
         device=device,
         max_iter=settings["solver"]["max_iter"],
-        precision=settings["precision"],
+        precision=components.precision,
         clip_grad_norm=settings["solver"]["clip_grad_norm"],
         scaler=components.scaler,
         dist=dist,
@@ -479,6 +487,10 @@ def save_final(
         settings=settings,
         inputs=[paths.annotations],
         device=trainer.device,
-        extra={"training_seconds": round(training_seconds, 3), "iterations": final["iteration"]},
+        extra={
+            "training_seconds": round(training_seconds, 3),
+            "iterations": final["iteration"],
+            "precision": trainer.precision,  # what precision auto resolved to on this device
+        },
     )
     log.info("wrote %s", paths.out_dir / "model_final.pth")
