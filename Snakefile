@@ -4,6 +4,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from maskrcnn_pipeline.train.lock import LOCK_NAME
+from maskrcnn_pipeline.workflow import paths
 from maskrcnn_pipeline.workflow.config import SAFE_NAME
 from maskrcnn_pipeline.workflow.stop_signals import forward_stop_signals
 
@@ -42,7 +44,7 @@ include: "rules/inference.smk"
 # Stopping Snakemake (SIGTERM, SIGINT) first asks its trainers to checkpoint and stop: on its
 # own, Snakemake waits hours for a running training (SIGTERM) or abandons it (SIGINT).
 onstart:
-    forward_stop_signals(lambda: Path("results").glob("*/train/trainer.lock"))
+    forward_stop_signals(lambda: Path().glob(f"{paths.train_dir('*')}/{LOCK_NAME}"))
 
 
 rule all:

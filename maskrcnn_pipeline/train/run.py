@@ -325,17 +325,19 @@ def _train(
     prepare_process(settings, dist)
     dataset = training_dataset(settings, paths)
     log.info("%d training images, %d categories", len(dataset), len(dataset.categories))
-    # What `precision: auto` resolved to on this machine is what the weights depend on: a
-    # bf16 checkpoint is not resumed on a CPU that would go on in fp32.
-    identity = {**resume_settings, "precision": resolve_precision(settings["precision"], device)}
+    # Resolved once (`precision: auto`): what it means on this machine is what the weights
+    # depend on, so a bf16 checkpoint is not resumed on a CPU that would go on in fp32.
+    precision = resolve_precision(settings["precision"], device)
+    resolved = {**settings, "precision": precision}
+    identity = {**resume_settings, "precision": precision}
     fingerprint = resume_fingerprint(identity, dataset, paths.annotations, code_digest)
     checkpointer = Checkpointer(paths.checkpoints, settings["checkpoint"]["keep"])
     state = load_resume_state(checkpointer, fingerprint, dist)
-    trainer = build_trainer(settings, dataset, device, dist, state["iteration"] if state else 0)
+    trainer = build_trainer(resolved, dataset, device, dist, state["iteration"] if state else 0)
     checkpoint = PeriodicCheckpoint(checkpointer, settings["checkpoint"]["period"], fingerprint)
     metrics = MetricsWriter(paths.live_metrics, settings["log_period"])
     trainer.hooks = [
-        *run_hooks(settings, paths, dataset, metrics, checkpoint),
+        *run_hooks(resolved, paths, dataset, metrics, checkpoint),
         *extra_hooks,
     ]
     if state is not None:
