@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 from maskrcnn_pipeline.data.categories import Categories
-from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.data.images import decode_rgb, read_file_bytes, read_header, read_rgb
+from maskrcnn_pipeline.errors import DataError, PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,33 @@ def load_coco(annotations: str | Path) -> COCO:
         raise PipelineError(f"{path}: not a COCO-format annotation file ({exc})") from exc
 
 
+def rgb_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] pixels as the [3, H, W] tensor the model takes (one copy)."""
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
 def read_image(path: Path) -> torch.Tensor:
-    """Decode an image file to a uint8 RGB tensor [3, H, W]."""
-    try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
-        raise PipelineError(f"{path}: cannot read image ({exc})") from exc
+    """Decode an image file to an upright uint8 RGB tensor [3, H, W] (data/images.py: EXIF
+    orientation applied, any mode and bit depth to 8-bit RGB); a DataError names the file."""
+    return rgb_tensor(read_rgb(path))
+
+
+def load_for_device(path: Path) -> tuple[torch.Tensor, int | None, tuple[int, int]]:
+    """For GPU decoding: (image, orientation, upright (height, width)).
+
+    A JPEG that nvjpeg can decode stays encoded (a 1-D byte tensor) with its EXIF
+    orientation, which the GPU decoder ignores and :func:`~maskrcnn_pipeline.data.transforms.
+    decode_on_device` applies after decoding; any other image (PNG, CMYK, 16-bit) is decoded
+    here, upright, with no orientation left to apply (None).
+    """
+    data = read_file_bytes(path)
+    header = read_header(data, path)
+    width, height = header.upright_size
+    if header.device_decodable:
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return encoded, header.orientation, (height, width)
+    image = rgb_tensor(decode_rgb(data, path))
+    return image, None, (image.shape[-2], image.shape[-1])
 
 
 def _usable(annotation: Mapping[str, Any]) -> bool:
@@ -106,9 +127,17 @@ class CocoInstances(torch.utils.data.Dataset):
     def load(self, index: int) -> Sample:
         info = self.image_info(index)
         path = self.images_dir / info["file_name"]
-        image = read_image(path) if self.decode else read_file(str(path))
         annotations = [a for a in self._annotations(info["id"]) if _usable(a)]
-        return image, self._target(info, annotations)
+        target = self._target(info, annotations)
+        if self.decode:
+            image = read_image(path)
+            size = image.shape[-2:]
+        else:
+            image, orientation, size = load_for_device(path)
+            if orientation is not None:
+                target["orientation"] = torch.tensor(orientation)
+        _check_size(size, info, path)
+        return image, target
 
     def _target(self, info: Mapping[str, Any], annotations: list[dict[str, Any]]) -> Target:
         height, width = info["height"], info["width"]
@@ -138,6 +167,17 @@ class CocoInstances(torch.utils.data.Dataset):
             image, target = self._cache[index]
             sample = image, dict(target)
         return self.transform(*sample, seed) if self.transform else sample
+
+
+def _check_size(decoded: Sequence[int], info: Mapping[str, Any], path: Path) -> None:
+    """The masks are drawn at the declared size: pixels of another size would not match."""
+    if tuple(decoded) != (info["height"], info["width"]):
+        raise DataError(
+            f"{path}: the upright image is {decoded[1]}x{decoded[0]} pixels; the annotations "
+            f"say {info['width']}x{info['height']}; validate the dataset (validation.json "
+            "explains the mismatch)",
+            path=path,
+        )
 
 
 def collate(batch: Sequence[Sample]) -> tuple[list[torch.Tensor], list[Target]]:

@@ -156,7 +156,7 @@ class Trainer:
         Encoded JPEGs (GPU decoding) are decoded on the device in one batched call.
         """
         images, targets = batch
-        if images and is_encoded(images[0]):
+        if any(map(is_encoded, images)):
             images = decode_on_device(images, targets, self.device)
         images = [image.to(self.device, non_blocking=True).float().div_(255) for image in images]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
