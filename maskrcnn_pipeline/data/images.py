@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image
 
 from maskrcnn_pipeline.errors import DataError
 
@@ -43,6 +43,19 @@ UPRIGHT_STEPS: dict[int, tuple[bool, bool, bool]] = {
     8: (True, True, False),
 }
 
+#: The same turns as Pillow transpositions (what ImageOps.exif_transpose does), for the CPU
+#: decoder. Not exif_transpose itself: it reads a PNG's metadata after the pixels too, which
+#: the header-only sizes cannot, and the frame must be the same for both.
+_PILLOW_TURNS: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
 #: Pillow modes of 16-bit (or wider integer) grey pixels, read as 0..65535
 _WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 #: Pillow modes whose pixel values have no fixed range: there is no right way to 8 bits
@@ -57,8 +70,13 @@ _END_MARKERS: dict[bytes, tuple[str, bytes, str]] = {
 
 
 def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation of an opened image, 1 (as stored) when absent or invalid."""
-    value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    """The EXIF orientation of an opened image, 1 (as stored) when absent or invalid.
+
+    From the header only: Pillow's own ``PngImageFile.getexif`` decodes the whole image
+    to look for metadata after the pixels, so the base class's reader is called (EXIF and
+    XMP found before the pixels, which is where PNG writers put them).
+    """
+    value = Image.Image.getexif(image).get(ExifTags.Base.Orientation, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
@@ -140,10 +158,9 @@ def decode_rgb(data: bytes, path: Path) -> np.ndarray:
     a :class:`DataError` saying what is wrong)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if exif_orientation(image) != 1:
-                upright = ImageOps.exif_transpose(image)
-                assert upright is not None  # not in place: a new image
-                return to_rgb8(upright)
+            orientation = exif_orientation(image)
+            if orientation != 1:
+                return to_rgb8(image.transpose(_PILLOW_TURNS[orientation]))
             return to_rgb8(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         cut = truncation_of_bytes(data)
