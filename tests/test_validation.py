@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,6 +25,7 @@ from maskrcnn_pipeline.data.validation import (
 )
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.workflow.code_inputs import module_inputs
+from tests.support.images import cut, noise, save_oriented
 from tests.support.paths import REPO
 from tests.support.workflow import run_script
 
@@ -191,18 +193,89 @@ def test_unreadable_image(tmp_path: Path) -> None:
     assert example["image_id"] == 3 and "c.png cannot be read as an image" in example["message"]
 
 
-def test_truncated_image_needs_decoding_to_be_caught(tmp_path: Path) -> None:
+def with_image(tmp_path: Path, name: str, save: Callable[[Path], Any], **size: int) -> Split:
+    """The GOOD dataset whose first image is the file ``save`` writes (declared ``size``)."""
     split = write_dataset(tmp_path, json.dumps(GOOD))
-    noise = Image.frombytes("RGB", (40, 30), bytes(range(256)) * 15)  # detail: a long body
-    noise.save(split.images / "a.jpg", quality=95)
+    save(split.images / name)
     data = copy.deepcopy(GOOD)
-    data["images"][0]["file_name"] = "a.jpg"
+    data["images"][0].update(file_name=name, **size)
     split.annotations.write_text(json.dumps(data))
-    raw = (split.images / "a.jpg").read_bytes()
-    (split.images / "a.jpg").write_bytes(raw[: len(raw) * 3 // 4])
-    assert validate_dataset("d", [split])["valid"]
-    report = validate_dataset("d", [split], ValidationSettings(decode_images=True))
-    assert "image_unreadable" in report["splits"]["train"]["errors"]
+    return split
+
+
+def errors_of(split: Split, **settings: Any) -> dict[str, Any]:
+    return validate_dataset("d", [split], ValidationSettings(**settings))["splits"]["train"][
+        "errors"
+    ]
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "a.png"])
+def test_a_truncated_jpeg_or_png_is_caught_from_its_last_bytes(tmp_path: Path, name) -> None:
+    split = with_image(tmp_path, name, lambda path: noise(40, 30).save(path))
+    size = (split.images / name).stat().st_size
+    cut(split.images / name, size // 2)
+    errors = errors_of(split)
+    assert list(errors) == ["image_truncated"], "without decode_images"
+    (example,) = errors["image_truncated"]["examples"]
+    assert example["file"] == name and str(split.images / name) in example["message"]
+    assert "cut short" in example["message"] and "copy it again" in example["message"]
+
+
+def test_data_after_a_jpegs_end_is_not_truncation(tmp_path: Path) -> None:
+    """A phone's motion photo appends its video after the JPEG's end-of-image marker."""
+
+    def motion_photo(path: Path) -> None:
+        noise(40, 30).save(path, quality=90)
+        path.write_bytes(path.read_bytes() + b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+
+    assert errors_of(with_image(tmp_path, "a.jpg", motion_photo)) == {}
+
+
+def test_damage_inside_a_file_is_caught_by_decoding_it(tmp_path: Path) -> None:
+    def damaged(path: Path) -> None:
+        noise(40, 30).save(path)
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF  # inside IDAT: the end is intact, the CRC is not
+        path.write_bytes(bytes(raw))
+
+    split = with_image(tmp_path, "a.png", damaged)
+    assert errors_of(split) == {}, "the header and the end are fine"
+    (example,) = errors_of(split, decode_images=True)["image_unreadable"]["examples"]
+    assert "a.png: cannot decode image" in example["message"]
+
+
+def test_pixels_without_a_fixed_range_are_refused_from_the_header(tmp_path: Path) -> None:
+    def depth(path: Path) -> None:
+        Image.fromarray(np.ones((30, 40), dtype=np.float32)).save(path)
+
+    errors = errors_of(with_image(tmp_path, "a.tif", depth))
+    assert "floating point" in errors["image_mode_unsupported"]["examples"][0]["message"]
+
+
+def phone_photo(path: Path) -> None:
+    """40 wide, 30 high upright; stored 30x40 with EXIF orientation 6."""
+    save_oriented(noise(40, 30), path, 6, quality=90)
+
+
+def test_sizes_are_compared_in_the_upright_frame(tmp_path: Path) -> None:
+    assert errors_of(with_image(tmp_path, "a.jpg", phone_photo, width=40, height=30)) == {}
+
+
+def test_a_size_of_the_stored_frame_is_named_as_such(tmp_path: Path) -> None:
+    split = with_image(tmp_path, "a.jpg", phone_photo, width=30, height=40)
+    errors = errors_of(split)
+    assert list(errors) == ["image_size_stored_frame"]
+    message = errors["image_size_stored_frame"]["examples"][0]["message"]
+    assert "stores 30x40 pixels with EXIF orientation 6, so it is 40x30 upright" in message
+    assert "the annotations say 30x40, the size of the stored, sideways pixels" in message
+    assert "swap" not in message and "Orientation=1" in message
+
+
+def test_another_size_says_both_frames_and_suggests_no_swap(tmp_path: Path) -> None:
+    split = with_image(tmp_path, "a.jpg", phone_photo, width=20, height=30)
+    message = errors_of(split)["image_size_mismatch"]["examples"][0]["message"]
+    assert "stores 30x40 pixels with EXIF orientation 6, so it is 40x30 upright" in message
+    assert message.endswith("the annotations say 20x30") and "swap" not in message
 
 
 @pytest.mark.parametrize(

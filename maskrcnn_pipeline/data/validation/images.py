@@ -1,9 +1,13 @@
-"""Checks of the image files an annotation file references: present, readable, right size.
+"""Checks of the image files an annotation file references: present, readable, whole,
+right size.
 
-Only the header is read by default (format and size: a few KB per image, so COCO's 118k
-train images take a minute or two on a network file system); ``decode`` reads every pixel,
-which also catches truncated files. Files are checked by a thread pool: the work is waiting
-for storage, and Pillow releases the GIL while it reads.
+Only the header and the last bytes are read by default (format, size, EXIF orientation, and
+whether a JPEG or PNG ends as it must: a few KB per image, so COCO's 118k train images take a
+minute or two on a network file system); a file whose end looks cut is decoded to confirm.
+``decode`` decodes every image with the decoder training uses (data/images.py), which also
+catches damage inside a file. Sizes are compared in the upright frame (EXIF orientation
+applied), the one annotation tools record. Files are checked by a thread pool: the work is
+waiting for storage, and Pillow releases the GIL while it reads.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ from typing import Any
 
 from PIL import Image
 
+from maskrcnn_pipeline.data.images import (
+    exif_orientation,
+    mode_problem,
+    read_rgb,
+    truncation,
+    upright_size,
+)
 from maskrcnn_pipeline.data.validation.problems import ProblemLog
+from maskrcnn_pipeline.errors import DataError
 
 
 def check_image_files(
@@ -50,18 +62,56 @@ def _inspect(images_dir: Path, image: dict[str, Any], decode: bool) -> tuple[str
     path = images_dir / name
     try:
         with Image.open(path) as opened:
-            size = opened.size
-            if decode:
-                opened.load()
+            mode, stored, orientation = opened.mode, opened.size, exif_orientation(opened)
+            upright = upright_size(opened)
+        cut = truncation(path)
     except FileNotFoundError:
         return "image_missing", f"{path} does not exist"
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return "image_unreadable", f"{path} cannot be read as an image ({exc})"
-    declared = (image["width"], image["height"])
-    if size != declared:
-        return (
-            "image_size_mismatch",
-            f"{path} is {size[0]}x{size[1]} pixels; the annotations say "
-            f"{declared[0]}x{declared[1]}",
+    problem = mode_problem(mode)
+    if problem:
+        return "image_mode_unsupported", f"{path}: {problem}"
+    # A file flagged by its end is decoded to be sure: data after the end marker (a phone's
+    # motion photo) is harmless, and decoding is what training will do.
+    if cut or decode:
+        try:
+            read_rgb(path)
+        except DataError as exc:
+            if cut:
+                return "image_truncated", (
+                    f"{path}: {cut}, and decoding it fails: the file is cut short (an "
+                    "interrupted copy or download?); copy it again from the original, or "
+                    "remove the image from the annotations"
+                )
+            return "image_unreadable", str(exc)
+    return _size_problem(path, (image["width"], image["height"]), stored, upright, orientation)
+
+
+def _size_problem(
+    path: Path,
+    declared: tuple[int, int],
+    stored: tuple[int, int],
+    upright: tuple[int, int],
+    orientation: int,
+) -> tuple[str, str] | None:
+    """Sizes are compared in the upright frame, the one annotation tools show and record (and
+    training decodes); the message says which frame each size is in."""
+    if upright == declared:
+        return None
+    said = f"the annotations say {declared[0]}x{declared[1]}"
+    if orientation == 1:
+        return "image_size_mismatch", f"{path} is {upright[0]}x{upright[1]} pixels; {said}"
+    frames = (
+        f"{path} stores {stored[0]}x{stored[1]} pixels with EXIF orientation {orientation}, "
+        f"so it is {upright[0]}x{upright[1]} upright (as viewers, annotation tools and this "
+        "pipeline show it)"
+    )
+    if stored == declared:
+        return "image_size_stored_frame", (
+            f"{frames}; {said}, the size of the stored, sideways pixels: the annotations were "
+            "likely drawn on the image as stored. Annotate the upright image again, or, if the "
+            "annotations match the stored pixels, remove the file's orientation tag (e.g. "
+            "`exiftool -Orientation=1 -n FILE`) so that every reader sees the stored frame"
         )
-    return None
+    return "image_size_mismatch", f"{frames}; {said}"

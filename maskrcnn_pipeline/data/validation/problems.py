@@ -31,7 +31,15 @@ ERRORS: dict[str, str] = {
     "file_name_outside_folder": "an image file_name is absolute or climbs out with '..'",
     "image_missing": "an image file referenced by the annotations does not exist",
     "image_unreadable": "an image file cannot be opened as an image",
-    "image_size_mismatch": "an image file's size differs from its declared width/height",
+    "image_truncated": "an image file is cut short (a JPEG without its end marker, a PNG "
+    "without its IEND chunk) and does not decode",
+    "image_mode_unsupported": "an image's pixels have no fixed range (floating point), so "
+    "there is no right way to 8-bit RGB",
+    "image_size_mismatch": "an image file's upright size (EXIF orientation applied) differs "
+    "from its declared width/height",
+    "image_size_stored_frame": "the declared width/height is the size of the stored pixels of "
+    "an image whose EXIF orientation turns it by 90 degrees: the annotations were likely made "
+    "on the sideways image",
     "categories_differ": "the splits do not have the same categories (ids and names)",
     "empty": "the file has no images or no categories",
 }
