@@ -1,9 +1,11 @@
 """The predict path: the batched paste against torchvision's stock path on the tiny model,
-encoding beside the network, results in image-id order."""
+encoding beside the network, results in image-id order, unreadable images."""
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -16,16 +18,21 @@ import yaml
 
 from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.data.coco import load_coco
+from maskrcnn_pipeline.errors import DataError
 from maskrcnn_pipeline.evaluation import evaluate_coco
 from maskrcnn_pipeline.inference.predict import (
     Predictor,
     images_from_annotations,
+    images_from_folder,
+    predict,
     predict_batches,
     predict_entries,
 )
 from maskrcnn_pipeline.model.build import build_model, configure_inference
 from maskrcnn_pipeline.workflow.config import validate_config
+from maskrcnn_pipeline.workflow.params import predict_settings
 from tests.support.datasets import make_tiny_dataset
+from tests.support.images import cut
 from tests.support.paths import TESTS_DATA
 
 CPU = torch.device("cpu")
@@ -145,3 +152,61 @@ def test_an_encoding_error_reaches_the_caller() -> None:
 
     with pytest.raises(ValueError, match="cannot encode image 1"):
         predict_batches(Failing(), fake_batches(2, 1))
+
+
+def test_inference_over_a_folder_skips_an_unreadable_image_and_lists_it(
+    tiny_model, tiny_data: Path, tmp_path: Path
+) -> None:
+    """One broken photo must not cost the rest of a folder; it is listed with its reason."""
+    model, categories = tiny_model
+    config = validate_config(yaml.safe_load((TESTS_DATA / "tiny.yaml").read_text()))
+    run = config["runs"]["tiny"]
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_settings": run["model"],
+            "input_settings": run["input"],
+            "categories": categories.to_list(),
+        },
+        tmp_path / "model_final.pth",
+    )
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sources = sorted((tiny_data / "val").iterdir())[:3]
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    broken = folder / sources[1].name
+    cut(broken, broken.stat().st_size // 2)
+    (folder / "notes.jpg").write_text("not an image")
+    entries = images_from_folder(folder)
+    results = predict(
+        tmp_path / "model_final.pth",
+        entries,
+        predict_settings(config, "tiny"),
+        tmp_path / "predictions.json",
+        workers=1,
+        index_out=tmp_path / "images.json",
+    )
+    index = json.loads((tmp_path / "images.json").read_text())
+    by_name = {entry.path.name: entry.image_id for entry in entries}
+    kept = {sources[0].name, sources[2].name}
+    assert {image["file_name"] for image in index["images"]} == kept
+    assert {r["image_id"] for r in results} == {by_name[name] for name in kept}
+    skipped = {item["file_name"]: item for item in index["skipped"]}
+    assert set(skipped) == {broken.name, "notes.jpg"}
+    assert skipped[broken.name]["id"] == by_name[broken.name]
+    assert "the file is truncated" in skipped[broken.name]["reason"]
+    assert "notes.jpg: cannot decode image" in skipped["notes.jpg"]["reason"]
+
+
+def test_an_unreadable_image_of_an_annotated_split_stops_prediction(
+    tiny_model, tiny_data: Path, tmp_path: Path
+) -> None:
+    """Evaluation must not quietly score fewer images than the annotations list."""
+    model, categories = tiny_model
+    folder = tmp_path / "val"
+    shutil.copytree(tiny_data / "val", folder)
+    entries = images_from_annotations(folder, tiny_data / "annotations" / "val.json")
+    cut(entries[0].path, 100)
+    with pytest.raises(DataError, match=rf"{entries[0].path.name}: cannot decode image"):
+        predict_entries(Predictor(model, categories, CPU), entries, batch_size=4, workers=0)

@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.transform import resize_boxes
 
 from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.data.coco import load_coco, read_image
-from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.data.images import upright_size_of_file
+from maskrcnn_pipeline.errors import DataError, PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.inference.masks import PastedMasks, encode_full, encode_pasted, paste_masks
 from maskrcnn_pipeline.model.build import build_model, configure_inference
@@ -71,37 +71,61 @@ def images_from_folder(images: Path) -> list[ImageEntry]:
     return [ImageEntry(index, path) for index, path in enumerate(files, start=1)]
 
 
-def image_index(entries: Sequence[ImageEntry], categories: Categories) -> dict[str, Any]:
-    """A COCO file without annotations: the predicted images (id, file name, size) and the
-    model's categories.
+def image_index(
+    entries: Sequence[ImageEntry], categories: Categories, skipped: Mapping[int, str] = {}
+) -> dict[str, Any]:
+    """A COCO file without annotations: the predicted images (id, file name, upright size)
+    and the model's categories, plus the ``skipped`` images (id -> reason) under
+    ``"skipped"``, which COCO tools ignore.
 
     Written beside the results of a folder without annotations, it is what gives their
     image ids and category ids a meaning: the overlays and any COCO tool read it as the
-    ground-truth side. Sizes come from the image headers (no decoding).
+    ground-truth side. Sizes come from the image headers (no decoding), in the upright frame
+    the masks are predicted in.
     """
-    images = []
+    images, left_out = [], []
     for entry in entries:
+        if entry.image_id in skipped:
+            left_out.append(
+                {
+                    "id": entry.image_id,
+                    "file_name": entry.path.name,
+                    "reason": skipped[entry.image_id],
+                }
+            )
+            continue
         try:
-            with Image.open(entry.path) as image:
-                width, height = image.size
+            width, height = upright_size_of_file(entry.path)
         except OSError as exc:
             raise PipelineError(f"{entry.path}: cannot read image ({exc})") from exc
         images.append(
             {"id": entry.image_id, "file_name": entry.path.name, "width": width, "height": height}
         )
-    return {"images": images, "categories": categories.to_list()}
+    index: dict[str, Any] = {"images": images, "categories": categories.to_list()}
+    if left_out:
+        index["skipped"] = left_out
+    return index
 
 
 class _Images(Dataset):
-    def __init__(self, entries: Sequence[ImageEntry]) -> None:
+    """(image id, decoded image or the reason it cannot be decoded) when ``skip_unreadable``;
+    otherwise an unreadable image raises its DataError."""
+
+    def __init__(self, entries: Sequence[ImageEntry], skip_unreadable: bool) -> None:
         self.entries = entries
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
         entry = self.entries[index]
-        return entry.image_id, read_image(entry.path)
+        try:
+            return entry.image_id, read_image(entry.path)
+        except DataError as exc:
+            if not self.skip_unreadable:
+                raise
+            return entry.image_id, str(exc)
 
 
 @dataclass
@@ -273,21 +297,34 @@ class Predictor:
             ]
 
 
-def _collate(items: list[tuple[int, torch.Tensor]]) -> tuple[list[int], list[torch.Tensor]]:
-    image_ids, images = zip(*items, strict=True)
-    return list(image_ids), list(images)
+def _collate(items: list[tuple[int, torch.Tensor | str]]) -> list[tuple[int, torch.Tensor | str]]:
+    return items
 
 
 def batches(
-    entries: Sequence[ImageEntry], batch_size: int, workers: int
+    entries: Sequence[ImageEntry],
+    batch_size: int,
+    workers: int,
+    skipped: dict[int, str] | None = None,
 ) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
+    """(image ids, images) batches in ``entries``' order. With ``skipped`` (a folder of
+    images: one broken photo must not cost the others), an unreadable image is left out of
+    its batch, logged and added to ``skipped`` (image id -> reason); without, it raises."""
     loader = DataLoader(
-        _Images(entries),
+        _Images(entries, skip_unreadable=skipped is not None),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
     )
-    yield from loader
+    for items in loader:
+        kept = [(image_id, image) for image_id, image in items if isinstance(image, torch.Tensor)]
+        for image_id, reason in items:
+            if isinstance(reason, str):
+                log.warning("skipped image %d: %s", image_id, reason)
+                assert skipped is not None  # only a skipping dataset returns reasons
+                skipped[image_id] = reason
+        if kept:
+            yield [image_id for image_id, _ in kept], [image for _, image in kept]
 
 
 def predict_entries(
@@ -297,9 +334,11 @@ def predict_entries(
     workers: int,
     *,
     encode_threads: int = ENCODE_THREADS,
+    skipped: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO results of every image in ``entries``, in their order (image-id order)."""
-    loaded = _progress(batches(entries, batch_size, workers))
+    """COCO results of every image in ``entries``, in their order (image-id order); with
+    ``skipped``, unreadable images are left out and listed there (:func:`batches`)."""
+    loaded = _progress(batches(entries, batch_size, workers, skipped))
     return predict_batches(predictor, loaded, encode_threads=encode_threads)
 
 
@@ -340,18 +379,36 @@ def predict(
 ) -> list[dict[str, Any]]:
     """Predict every image in ``entries`` and write the COCO results list to ``out``.
 
-    With ``index_out``, also write the :func:`image_index` of the images (for folders
-    without an annotation file).
+    With ``index_out`` (a folder without an annotation file), also write the
+    :func:`image_index` of the images; an unreadable image is then skipped, with its reason
+    in the index, and the others are predicted. Without it (an annotated split, which
+    validation has checked), an unreadable image stops prediction: its metrics would be
+    wrong.
     """
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(model_path, settings, device)
-    results = predict_entries(predictor, entries, settings["test"]["ims_per_batch"], workers)
+    skipped: dict[int, str] | None = {} if index_out is not None else None
+    results = predict_entries(
+        predictor, entries, settings["test"]["ims_per_batch"], workers, skipped=skipped
+    )
+    if skipped is not None and len(skipped) == len(entries):
+        raise PipelineError(
+            f"none of the {len(entries)} images could be read (first: "
+            f"{next(iter(skipped.values()))}); check the images folder"
+        )
     write_json_atomic(out, results, indent=None)
     if index_out is not None:
-        write_json_atomic(index_out, image_index(entries, predictor.categories), indent=None)
-    log.info("%d detections on %d images -> %s", len(results), len(entries), out)
+        index = image_index(entries, predictor.categories, skipped or {})
+        write_json_atomic(index_out, index, indent=None)
+    log.info(
+        "%d detections on %d images -> %s%s",
+        len(results),
+        len(entries) - len(skipped or {}),
+        out,
+        f"; {len(skipped)} unreadable image(s) skipped, listed in {index_out}" if skipped else "",
+    )
     return results
 
 

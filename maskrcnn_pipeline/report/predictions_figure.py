@@ -18,8 +18,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from PIL import Image
 
+from maskrcnn_pipeline.data.images import read_rgb
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.report.coco_inputs import (
     GroundTruth,
@@ -104,16 +104,13 @@ def load_examples(
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """RGB pixels; grey or palette images are converted so the overlays blend the same way."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError as exc:
+    """Upright RGB pixels, decoded as training and prediction decode them (data/images.py),
+    so masks predicted in the upright frame are drawn on the image they were predicted on."""
+    if not path.is_file():
         raise PipelineError(
             f"{path}: image not found; does --images point at the split's image folder?"
-        ) from exc
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read image ({exc})") from exc
+        )
+    return read_rgb(path)
 
 
 def category_colors(category_ids: Iterable[int]) -> dict[int, tuple[float, float, float]]:
