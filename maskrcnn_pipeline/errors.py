@@ -1,4 +1,4 @@
-"""The one exception type the project raises for problems a user can fix.
+"""The exception type the project raises for problems a user can fix (and its data kind).
 
 Every message names the file, key or line at fault and what to do about it; the CLIs print
 it without a traceback (see :mod:`maskrcnn_pipeline.cli`), so it must stand on its own.

@@ -4,7 +4,9 @@
 # preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
 # checkpoint. The log is appended across attempts. Training waits for the dataset's record
 # and its validation report (errors stop the run before training). Settings that cannot
-# change the model reach it as --operational.
+# change the model reach it as --operational. A data error (an unreadable image) is not
+# retried: the failed attempt records it and the retry (--attempt 2, 3) stops at once
+# (maskrcnn_pipeline/train/data_error.py).
 
 
 include: "helpers/train.smk"
@@ -39,6 +41,7 @@ rule train:
         tasks=train_resource("tasks"),
         tasks_per_gpu=train_resource("tasks_per_gpu"),
         mpi=train_resource("mpi"),
+        attempt=attempt_number,
     params:
         settings=settings_of("train"),
         operational=operational_of("train"),
@@ -55,4 +58,5 @@ rule train:
         " --operational {params.operational:q}"
         " --images {params.images:q} --annotations {params.annotations:q}"
         " {params.eval_split} --out-dir {params.out_dir:q} --stop-when-orphaned"
+        " --attempt {resources.attempt}"
         " >> {log} 2>&1"

@@ -4,7 +4,8 @@
 With --annotations, the images and their ids come from the annotation file (for
 evaluation); without, every .jpg/.jpeg/.png in --images is predicted and numbered 1..N in
 file-name order, and --image-index writes that numbering (a COCO file without annotations),
-which scripts/overlay.py reads to draw the results.
+which scripts/overlay.py reads to draw the results; there, an unreadable image is skipped and
+listed with its reason under the index's "skipped", and the others are predicted.
 """
 
 from __future__ import annotations

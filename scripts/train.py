@@ -8,6 +8,8 @@ DataLoader workers ...) or from a config file and a run name (--config/--run, va
 SIGTERM/SIGUSR1 save a checkpoint and exit with 128 + the signal number. A checkpoint is
 resumed only when written with the same --settings, data and code (the import closure of
 this script, as the train rule lists it); otherwise it is moved to checkpoints.previous.
+A data error (an unreadable image) is recorded in <out-dir>/data_error.json; a retry
+(--attempt 2 or more) that finds it fails at once instead of training into it again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from maskrcnn_pipeline.cli import parser_from_doc, run_cli
+from maskrcnn_pipeline.train.data_error import before_attempt
 from maskrcnn_pipeline.train.lock import run_lock
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.params import merge_operational
@@ -55,6 +58,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="checkpoint and stop when the process that started this one is gone (the train "
         "rule sets it: a killed Snakemake leaves no training behind)",
     )
+    parser.add_argument(
+        "--attempt",
+        type=int,
+        default=1,
+        help="Snakemake's attempt number (the train rule passes it): a retry does not train "
+        "again into a data error the previous attempt stopped on (default: 1)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if launch.under_torchrun(os.environ):
         return run_training(args, params, operational)
+    before_attempt(args.out_dir, args.attempt)
     launch.check_gpus(settings, launch.visible_gpus(), run=args.run)
     if args.stop_when_orphaned:
         from maskrcnn_pipeline.train.signals import stop_when_orphaned

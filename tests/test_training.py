@@ -1,12 +1,15 @@
-"""Training on the CPU: outputs, exact resume, the non-finite loss error, model building."""
+"""Training on the CPU: outputs, exact resume, the non-finite loss error, model building, a
+data error that retries do not train into."""
 
 from __future__ import annotations
 
 import copy
 import json
 import logging
+import multiprocessing
 import shutil
 import signal
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.errors import DataError, PipelineError
 from maskrcnn_pipeline.model import precision as precision_module
 from maskrcnn_pipeline.model.build import build_model
 from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
@@ -26,6 +29,7 @@ from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.params import merge_operational, split_operational, train_settings
 from tests.support.datasets import make_tiny_dataset
+from tests.support.images import cut
 from tests.support.paths import REPO, TESTS_DATA
 from tests.support.workflow import run_script
 
@@ -482,3 +486,46 @@ def test_the_code_digest_changes_with_a_file_of_the_closure_only(tmp_path: Path)
     assert code_digest(tmp_path, train_code(tmp_path, {"eval_period": 0})) == before
     (package / "used.py").write_text("x = 1\n")
     assert code_digest(tmp_path, train_code(tmp_path, {"eval_period": 0})) != before
+
+
+def test_a_data_error_stops_training_once_and_a_retry_at_once(
+    tiny_config: dict, tiny_data: Path, tmp_path: Path
+) -> None:
+    """An unreadable image met in a DataLoader worker: the file is named, without torch's
+    wrapping; the train rule's retry (--attempt 2) stops before training; a new run
+    (--attempt 1) trains again."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for image in (data / "train").iterdir():  # the first batch meets one, whichever it is
+        cut(image, 200)
+    out = tmp_path / "out"
+    settings = settings_of(tiny_config)
+    settings["dataloader"]["workers"] = 1
+    with pytest.raises(DataError) as caught:
+        train(settings, paths(data, out), code_digest=CODE)
+    message = str(caught.value)
+    assert (
+        f"{data / 'train'}/" in message and "cannot decode image (the file is truncated" in message
+    )
+    assert "DataLoader worker" not in message and "Traceback" not in message
+    assert not multiprocessing.active_children(), "a worker left behind hangs the exit"
+    recorded = json.loads((out / "data_error.json").read_text())
+    assert recorded["file"] == caught.value.path and recorded["message"] in message
+
+    def train_script(attempt: int) -> subprocess.CompletedProcess[str]:
+        return run_script(
+            "train.py",
+            [
+                *("--config", TESTS_DATA / "tiny.yaml", "--run", "tiny"),
+                *("--images", data / "train", "--annotations", data / "annotations/train.json"),
+                *("--out-dir", out, "--attempt", attempt),
+            ],
+        )
+
+    retry = train_script(2)
+    assert retry.returncode == 2 and "attempt 2 not started" in retry.stderr
+    assert recorded["message"] in retry.stderr and "training images" not in retry.stderr
+    assert "Traceback" not in retry.stderr
+    rerun = train_script(1)
+    assert rerun.returncode == 2 and "not started" not in rerun.stderr
+    assert "training images" in rerun.stderr and "cannot decode image" in rerun.stderr

@@ -30,12 +30,13 @@ from torch.utils.data import DataLoader
 from maskrcnn_pipeline.data.coco import CocoInstances, collate
 from maskrcnn_pipeline.data.sampler import GroupedBatchSampler
 from maskrcnn_pipeline.data.transforms import RandomFlips
-from maskrcnn_pipeline.errors import PipelineError
+from maskrcnn_pipeline.errors import DataError, PipelineError
 from maskrcnn_pipeline.fileio import atomic_path
 from maskrcnn_pipeline.model.build import build_model
 from maskrcnn_pipeline.model.precision import resolve_precision
 from maskrcnn_pipeline.provenance import sha256_file, write_provenance
 from maskrcnn_pipeline.train.checkpoint import Checkpointer, save_torch
+from maskrcnn_pipeline.train.data_error import record_data_error
 from maskrcnn_pipeline.train.distributed import (
     DistInfo,
     barrier,
@@ -301,7 +302,8 @@ def train(
     passes the rule's params, leaving out the operational settings (threads, checkpoint and
     log periods, DataLoader workers: workflow/params.py). Default: all of ``settings``.
     ``hooks`` run after the run's own (:func:`run_hooks`), so a caller adds behaviour
-    without editing this module.
+    without editing this module. A :class:`DataError` (an image that cannot be read) is
+    recorded for the rule's retries to recognise (train/data_error.py).
     """
     dist = init_distributed(settings["gpus"] > 0)
     try:
@@ -309,6 +311,8 @@ def train(
         device = select_device(settings, dist)
         _train(settings, paths, device, dist, code_digest, identity, hooks)
         barrier(dist)  # rank 0 has written the final outputs: every process tears down together
+    except DataError as exc:
+        raise record_data_error(paths.out_dir, exc) from None
     finally:
         shutdown(dist)
 
@@ -349,6 +353,21 @@ def _train(
     verify_replicas_in_sync(trainer.module, dist)
     if dist.is_main:
         save_final(paths, trainer, dataset, settings, training_seconds=metrics.elapsed())
+
+
+def stop_loader_workers(batches: Any) -> None:
+    """End a DataLoader iterator's worker processes now, whatever ended the loop.
+
+    The workers ignore stop signals (they must outlive the checkpoint a SIGTERM asks for),
+    so only the iterator's own shutdown ends them; torch calls it when the iterator is
+    collected, which an error raised from a worker delays past the interpreter's exit (torch
+    re-raises it from a frame that refers to it: a reference cycle that holds the iterator),
+    where multiprocessing then waits for the workers forever. torch has no public close for
+    the iterator: this is what its ``__del__`` calls.
+    """
+    shutdown_workers = getattr(batches, "_shutdown_workers", None)
+    if shutdown_workers is not None:
+        shutdown_workers()
 
 
 def prepare_process(settings: Mapping[str, Any], dist: DistInfo) -> None:
@@ -423,9 +442,11 @@ def run_or_checkpoint(trainer: Trainer, checkpoint: PeriodicCheckpoint) -> None:
         try:
             trainer.run()
         finally:
-            # Drop the last reference to the loader's iterator: its finaliser stops the worker
-            # processes through their queues. Left to interpreter exit, they would be sent
-            # SIGTERM, which they ignore (see _ignore_stop_signals), and exit would hang.
+            # Stop the loader's workers through their queues and drop the iterator. Left to
+            # interpreter exit, they would be sent SIGTERM, which they ignore (see
+            # _ignore_stop_signals), and exit would hang; the iterator's finaliser alone is
+            # not enough when a worker's error is being raised (stop_loader_workers).
+            stop_loader_workers(trainer.batches)
             trainer.batches = iter(())
         if trainer.interrupted:
             saved = checkpoint.save(trainer)

@@ -38,3 +38,10 @@ def train_container(wildcards):
     the `mpi` resource) because srun is not inside the image.
     """
     return CONTAINER if run_config(config, wildcards.run)["nodes"] == 1 else None
+
+
+def attempt_number(wildcards, attempt):
+    """Resource function: the job's attempt (1, then 2.. on `retries`), which Snakemake
+    gives to resources only; scripts/train.py refuses to retry into a recorded data error.
+    """
+    return attempt
