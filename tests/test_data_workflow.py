@@ -18,6 +18,7 @@ import yaml
 
 from maskrcnn_pipeline.data.synthetic import generate_synthetic_dataset
 from tests.support.http_server import FaultyServer
+from tests.support.images import noise
 from tests.support.paths import REPO, TESTS_DATA
 from tests.support.workflow import copy_workflow, run_snakemake
 
@@ -244,3 +245,31 @@ def test_invalid_dataset_stops_the_pipeline_before_training(tmp_path: Path, sour
     assert not (workdir / "data" / "shared" / "validation.json").exists()
     assert (workdir / "data" / "shared" / "validation.errors.json").is_file()
     assert not (workdir / "results" / "tiny").exists()  # training never started
+
+
+def test_a_data_error_in_training_is_not_trained_into_again_by_the_retries(
+    tmp_path: Path, source: Path
+) -> None:
+    """An image whose pixels are damaged inside the file passes the default (header and
+    end) validation and fails training's decode: training fails once, naming the file; the
+    rule's two retries stop at once instead of training into it again."""
+    shared = tmp_path / "cluster" / "coco"
+    shutil.copytree(source / "coco", shared)
+    record = json.loads((shared / "annotations" / "train.json").read_text())["images"][0]
+    image = shared / "train" / record["file_name"]
+    noise(record["width"], record["height"]).save(image, format="PNG")
+    raw = bytearray(image.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # inside the pixel data: header and IEND intact
+    image.write_bytes(bytes(raw))
+    (tmp_path / "wf").mkdir()
+    workdir = copy_workflow(tmp_path / "wf")
+    folder_config(workdir, shared)
+    result = run_snakemake(workdir, "results/tiny/train/model_final.pth", check=False)
+    assert result.returncode != 0
+    assert result.stderr.count("Error in rule train") == 3, "three attempts"
+    recorded = json.loads((workdir / "results" / "tiny" / "train" / "data_error.json").read_text())
+    assert f"{record['file_name']}: cannot decode image" in recorded["message"]
+    # Snakemake starts each attempt's log afresh: this is the last attempt's
+    log = (workdir / "results" / "logs" / "train" / "tiny.log").read_text()
+    assert "attempt 3 not started" in log and recorded["message"] in log
+    assert "training images" not in log and "Traceback" not in log
