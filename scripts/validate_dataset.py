@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--decode-images",
         action="store_true",
-        help="decode every image fully (catches truncated files; slow) instead of its header",
+        help="decode every image fully, as training does (catches damage inside a file; slow) "
+        "instead of its header and last bytes (truncated JPEGs and PNGs are caught either way)",
     )
     how.add_argument(
         "--examples",
