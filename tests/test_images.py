@@ -241,3 +241,43 @@ def test_a_data_error_from_a_loader_worker_keeps_its_own_message() -> None:
         next(iter(DataLoader(Broken(), num_workers=1, collate_fn=list)))
     assert "DataLoader worker" in str(caught.value), "torch's wrapping, which is taken off"
     assert original_message(caught.value) == "x/photo.jpg: cannot decode image (cut)\nsecond line"
+
+
+def one_image_dataset(tmp_path: Path, name: str, width: int, height: int) -> CocoInstances:
+    coco = {
+        "images": [{"id": 5, "file_name": name, "width": width, "height": height}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 5,
+                "category_id": 1,
+                "bbox": [0, 0, 3, 3],
+                "segmentation": [[0, 0, 3, 0, 3, 3]],
+                "area": 4.5,
+                "iscrowd": 0,
+            }
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "one.json").write_text(json.dumps(coco))
+    return CocoInstances(tmp_path, tmp_path / "one.json", train=True, decode=False)
+
+
+def test_the_gpu_path_names_a_truncated_file_from_its_worker(tmp_path: Path) -> None:
+    noise(40, 30).save(tmp_path / "cut.jpg")
+    cut(tmp_path / "cut.jpg", 400)
+    with pytest.raises(DataError, match=r"cut\.jpg: cannot decode image \(the file is truncated"):
+        one_image_dataset(tmp_path, "cut.jpg", 40, 30)[0]
+
+
+def test_a_jpeg_the_device_cannot_decode_is_named_by_its_image_id(tmp_path: Path) -> None:
+    """Damage the end check cannot see surfaces in the batched decode: the image is found."""
+    noise(40, 30).save(tmp_path / "bad.jpg", quality=90)
+    raw = bytearray((tmp_path / "bad.jpg").read_bytes())
+    start = raw.index(b"\xff\xda")  # start of scan: everything after it is entropy-coded data
+    raw[start + 2 : -2] = bytes(len(raw) - start - 4)  # zeros: scan header and data gone
+    (tmp_path / "bad.jpg").write_bytes(bytes(raw))
+    image, target = one_image_dataset(tmp_path, "bad.jpg", 40, 30)[0]
+    assert image.dim() == 1, "sent to the device"
+    with pytest.raises(DataError, match=r"training image id 5 cannot be decoded on cpu"):
+        decode_on_device([image], [target], torch.device("cpu"))

@@ -19,7 +19,13 @@ import torch
 from pycocotools.coco import COCO
 
 from maskrcnn_pipeline.data.categories import Categories
-from maskrcnn_pipeline.data.images import decode_rgb, read_file_bytes, read_header, read_rgb
+from maskrcnn_pipeline.data.images import (
+    decode_rgb,
+    read_file_bytes,
+    read_header,
+    read_rgb,
+    truncation_of_bytes,
+)
 from maskrcnn_pipeline.errors import DataError, PipelineError
 
 log = logging.getLogger(__name__)
@@ -57,12 +63,13 @@ def load_for_device(path: Path) -> tuple[torch.Tensor, int | None, tuple[int, in
     A JPEG that nvjpeg can decode stays encoded (a 1-D byte tensor) with its EXIF
     orientation, which the GPU decoder ignores and :func:`~maskrcnn_pipeline.data.transforms.
     decode_on_device` applies after decoding; any other image (PNG, CMYK, 16-bit) is decoded
-    here, upright, with no orientation left to apply (None).
+    here, upright, with no orientation left to apply (None). So is a JPEG whose end looks cut
+    (its bytes are at hand): decoding it here names the file if it is truncated.
     """
     data = read_file_bytes(path)
     header = read_header(data, path)
     width, height = header.upright_size
-    if header.device_decodable:
+    if header.device_decodable and truncation_of_bytes(data) is None:
         encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return encoded, header.orientation, (height, width)
     image = rgb_tensor(decode_rgb(data, path))

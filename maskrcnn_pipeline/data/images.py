@@ -121,7 +121,7 @@ def read_header(data: bytes, path: Path) -> Header:
         with Image.open(io.BytesIO(data)) as image:
             return Header(image.format, image.mode, exif_orientation(image), image.size)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})", path=path) from exc
+        raise _undecodable(path, data, exc) from exc
 
 
 def mode_problem(mode: str) -> str | None:
@@ -163,13 +163,18 @@ def decode_rgb(data: bytes, path: Path) -> np.ndarray:
                 return to_rgb8(image.transpose(_PILLOW_TURNS[orientation]))
             return to_rgb8(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        cut = truncation_of_bytes(data)
-        reason = f"the file is truncated: {cut}" if cut else str(exc)
-        raise DataError(
-            f"{path}: cannot decode image ({reason}); replace it with a good copy, or remove "
-            "it from the annotations",
-            path=path,
-        ) from exc
+        raise _undecodable(path, data, exc) from exc
+
+
+def _undecodable(path: Path, data: bytes, error: Exception) -> DataError:
+    """Why an image cannot be used (a cut file said as such) and what to do."""
+    cut = truncation_of_bytes(data)
+    reason = f"the file is truncated: {cut}" if cut else str(error)
+    return DataError(
+        f"{path}: cannot decode image ({reason}); replace it with a good copy, or remove it "
+        "from the annotations",
+        path=path,
+    )
 
 
 def read_file_bytes(path: Path) -> bytes:

@@ -83,9 +83,9 @@ def _decode_jpegs(images: list[torch.Tensor], targets: list[Target], device: tor
                 decode_jpeg(image, mode=ImageReadMode.RGB, device=device)
             except RuntimeError as exc:
                 raise DataError(
-                    f"training image id {int(target['image_id'])} cannot be decoded on the GPU "
-                    f"({exc}); validate the dataset with decode_images: true, or set "
-                    "dataloader.gpu_decode: false"
+                    f"training image id {int(target['image_id'])} cannot be decoded on "
+                    f"{device} ({exc}); validate the dataset with decode_images: true to find "
+                    "what is wrong with its file"
                 ) from exc
         raise
 
