@@ -68,6 +68,9 @@ def _inspect(images_dir: Path, image: dict[str, Any], decode: bool) -> tuple[str
     except FileNotFoundError:
         return "image_missing", f"{path} does not exist"
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        cut = _truncation_or_none(path)
+        if cut:
+            return _truncated(path, cut)
         return "image_unreadable", f"{path} cannot be read as an image ({exc})"
     problem = mode_problem(mode)
     if problem:
@@ -79,13 +82,24 @@ def _inspect(images_dir: Path, image: dict[str, Any], decode: bool) -> tuple[str
             read_rgb(path)
         except DataError as exc:
             if cut:
-                return "image_truncated", (
-                    f"{path}: {cut}, and decoding it fails: the file is cut short (an "
-                    "interrupted copy or download?); copy it again from the original, or "
-                    "remove the image from the annotations"
-                )
+                return _truncated(path, cut)
             return "image_unreadable", str(exc)
     return _size_problem(path, (image["width"], image["height"]), stored, upright, orientation)
+
+
+def _truncation_or_none(path: Path) -> str | None:
+    try:
+        return truncation(path)
+    except OSError:
+        return None
+
+
+def _truncated(path: Path, cut: str) -> tuple[str, str]:
+    return "image_truncated", (
+        f"{path}: {cut}, and it does not decode: the file is cut short (an interrupted copy "
+        "or download?); copy it again from the original, or remove the image from the "
+        "annotations"
+    )
 
 
 def _size_problem(
