@@ -16,7 +16,7 @@ from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.resources import (
-    nvidia_eval_resources,
+    prediction_resources,
     srun_launcher,
     train_resources,
     train_threads,
@@ -125,8 +125,8 @@ def test_a_training_job_gets_a_cpu_per_thread_or_loader_worker(settings, threads
     assert train_threads(run(**settings)) == threads
 
 
-def test_testing_a_run_of_nvidia_asks_for_its_gpus_and_their_memory() -> None:
-    assert nvidia_eval_resources(run(gpus=4, resources={"mem_mb_per_gpu": 1000})) == {
+def test_predicting_with_a_run_asks_for_its_gpus_and_their_memory() -> None:
+    assert prediction_resources(run(gpus=4, resources={"mem_mb_per_gpu": 1000})) == {
         "gpu": 4,
         "mem_mb": 4000,
         "runtime": 120,

@@ -31,6 +31,13 @@ from maskrcnn_pipeline.data.coco import load_coco, read_image
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.inference.masks import PastedMasks, encode_full, encode_pasted, paste_masks
+from maskrcnn_pipeline.inference.sharding import (
+    ONE_PROCESS,
+    Shard,
+    batch_indices,
+    batches_of_shard,
+    gather_on_main,
+)
 from maskrcnn_pipeline.model.build import build_model, configure_inference
 from maskrcnn_pipeline.model.precision import autocast, resolve_precision
 
@@ -279,11 +286,12 @@ def _collate(items: list[tuple[int, torch.Tensor]]) -> tuple[list[int], list[tor
 
 
 def batches(
-    entries: Sequence[ImageEntry], batch_size: int, workers: int
+    entries: Sequence[ImageEntry], batch_size: int, workers: int, shard: Shard = ONE_PROCESS
 ) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
+    """The (image ids, images) batches of ``entries`` that ``shard`` predicts."""
     loader = DataLoader(
         _Images(entries),
-        batch_size=batch_size,
+        batch_sampler=batches_of_shard(batch_indices(len(entries), batch_size), shard),
         num_workers=workers,
         collate_fn=_collate,
     )
@@ -296,11 +304,20 @@ def predict_entries(
     batch_size: int,
     workers: int,
     *,
+    shard: Shard = ONE_PROCESS,
     encode_threads: int = ENCODE_THREADS,
-) -> list[dict[str, Any]]:
-    """COCO results of every image in ``entries``, in their order (image-id order)."""
-    loaded = _progress(batches(entries, batch_size, workers))
-    return predict_batches(predictor, loaded, encode_threads=encode_threads)
+) -> list[dict[str, Any]] | None:
+    """COCO results of every image in ``entries``, in their order (image-id order).
+
+    With several processes (``shard``), each predicts its share of the batches and rank 0
+    gets everything (the others get None): a collective call that every rank makes.
+    """
+    loaded = _progress(batches(entries, batch_size, workers, shard))
+    mine = list(encoded_batches(predictor, loaded, encode_threads=encode_threads))
+    gathered = gather_on_main(mine, shard)
+    if gathered is None:
+        return None
+    return [result for batch in gathered for result in batch]
 
 
 def predict_batches(
@@ -309,24 +326,33 @@ def predict_batches(
     *,
     encode_threads: int = ENCODE_THREADS,
 ) -> list[dict[str, Any]]:
-    """COCO results of (image ids, images) batches, in the batches' order.
+    """COCO results of (image ids, images) batches, in the batches' order."""
+    encoded = encoded_batches(predictor, loaded, encode_threads=encode_threads)
+    return [result for batch in encoded for result in batch]
+
+
+def encoded_batches(
+    predictor: Predictor,
+    loaded: Iterable[tuple[Sequence[int], list[torch.Tensor]]],
+    *,
+    encode_threads: int = ENCODE_THREADS,
+) -> Iterator[list[dict[str, Any]]]:
+    """Each batch's COCO results, in the batches' order.
 
     The network never waits for encoding: each batch's RLE encoding and JSON building run
     on ``encode_threads`` threads while the next batches are predicted (torch releases the
     GIL while it computes); at most :data:`MAX_PENDING` batches wait to be encoded, which
-    bounds the memory they hold. Results are collected in submission order, whatever order
-    the threads finish in.
+    bounds the memory they hold. Results come out in submission order, whatever order the
+    threads finish in.
     """
-    results: list[dict[str, Any]] = []
     pending: deque[Future[list[dict[str, Any]]]] = deque()
     with ThreadPoolExecutor(encode_threads, thread_name_prefix="encode") as pool:
         for image_ids, images in loaded:
             pending.append(pool.submit(predictor.encode, image_ids, predictor(images)))
             while len(pending) > MAX_PENDING:
-                results.extend(pending.popleft().result())
+                yield pending.popleft().result()
         while pending:
-            results.extend(pending.popleft().result())
-    return results
+            yield pending.popleft().result()
 
 
 def predict(
@@ -337,21 +363,32 @@ def predict(
     *,
     workers: int = 2,
     index_out: Path | None = None,
-) -> list[dict[str, Any]]:
+    shard: Shard = ONE_PROCESS,
+) -> list[dict[str, Any]] | None:
     """Predict every image in ``entries`` and write the COCO results list to ``out``.
 
     With ``index_out``, also write the :func:`image_index` of the images (for folders
-    without an annotation file).
+    without an annotation file). With several processes, each predicts its ``shard`` of the
+    batches on its own device and rank 0 alone writes (and returns) the merged results.
     """
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(model_path, settings, device)
-    results = predict_entries(predictor, entries, settings["test"]["ims_per_batch"], workers)
+    batch_size = settings["test"]["ims_per_batch"]
+    results = predict_entries(predictor, entries, batch_size, workers, shard=shard)
+    if results is None:
+        return None
     write_json_atomic(out, results, indent=None)
     if index_out is not None:
         write_json_atomic(index_out, image_index(entries, predictor.categories), indent=None)
-    log.info("%d detections on %d images -> %s", len(results), len(entries), out)
+    log.info(
+        "%d detections on %d images (%d process(es)) -> %s",
+        len(results),
+        len(entries),
+        shard.world_size,
+        out,
+    )
     return results
 
 
