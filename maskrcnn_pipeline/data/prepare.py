@@ -9,6 +9,8 @@ the returned changes (the validate rule puts them into ``validation.json``):
   or the supercategory of every other category, like Roboflow's project category 0) are
   dropped, so the model has no phantom class; the other categories keep their ids, so
   predictions use the user's ids;
+- a missing ``iscrowd`` is 0 and a missing (or null) segmentation of an object with a box
+  makes it box-only (FiftyOne writes neither key when the object has none);
 - crowd objects become instances (``crowd: instances``: CVAT writes every mask as
   ``iscrowd: 1``), so training and evaluation, which read this file, agree on them;
 - labelme2coco's rectangles (the ring ``[[x1, y1, x2, y2]]``) become 4-corner polygons;
@@ -78,6 +80,8 @@ def prepare_annotations(
         "categories_dropped": [],
         "placeholder_categories_kept": [],
         "crowd_as_instances": 0,
+        "iscrowd_filled": 0,
+        "box_only_filled": 0,
         "rectangles_as_polygons": 0,
         "image_sizes_filled": 0,
         "areas_recomputed": 0,
@@ -95,6 +99,13 @@ def prepare_annotations(
             changes["image_sizes_filled"] += _fill_size(image, images_dir)
             images[image.get("id")] = image
     for annotation in annotations:
+        # FiftyOne leaves out iscrowd when the object has none, and segmentation for a box
+        if "iscrowd" not in annotation:
+            annotation["iscrowd"] = 0
+            changes["iscrowd_filled"] += 1
+        if annotation.get("segmentation") is None and "bbox" in annotation:
+            annotation["segmentation"] = []
+            changes["box_only_filled"] += 1
         if settings.crowd == "instances" and annotation.get("iscrowd") == 1:
             annotation["iscrowd"] = 0
             changes["crowd_as_instances"] += 1
@@ -253,12 +264,7 @@ def prepare_split(
         log.warning(
             "%s: category %s (%r) dropped: %s", source, entry["id"], entry["name"], entry["why"]
         )
-    for key in (
-        "crowd_as_instances",
-        "rectangles_as_polygons",
-        "image_sizes_filled",
-        "areas_recomputed",
-    ):
-        if changes[key]:
-            log.warning("%s: %s: %d", source, key, changes[key])
+    for key, count in changes.items():
+        if isinstance(count, int) and count:
+            log.warning("%s: %s: %d", source, key, count)
     return changes
