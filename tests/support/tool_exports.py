@@ -181,7 +181,7 @@ def write_roboflow(base: Path, documents: dict[str, Any], root: Path) -> dict[st
         new_id = {old["id"]: new["id"] for old, new in zip(document["images"], images, strict=True)}
         annotations = []
         for number, old in enumerate(document["annotations"]):
-            bbox = [int(round(v)) for v in old["bbox"]]
+            bbox = [round(v) for v in old["bbox"]]
             annotation = {
                 "id": number,
                 "image_id": new_id[old["image_id"]],
