@@ -16,19 +16,13 @@ from torchvision.models.detection.roi_heads import RoIHeads
 
 from maskrcnn_pipeline.data.prepare import PrepareSettings, prepare_annotations, prepare_split
 from maskrcnn_pipeline.data.validation import Split, ValidationSettings, validate_dataset
-from maskrcnn_pipeline.data.validation.problems import (
-    ERRORS,
-    FIXES,
-    TABLE_BEGIN,
-    TABLE_END,
-    WARNINGS,
-    fixes_table,
-)
+from maskrcnn_pipeline.data.validation.problems import ERRORS, FIXES, WARNINGS, fixes_table
 from maskrcnn_pipeline.data.validation.report import write_report
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.model.build import build_model
 from maskrcnn_pipeline.workflow.config import validate_config
-from tests.support.paths import REPO, TESTS_DATA
+from tests.support.fixes_table import readme_table
+from tests.support.paths import TESTS_DATA
 
 SQUARE = [2.0, 2.0, 12.0, 2.0, 12.0, 12.0, 2.0, 12.0]  # 10x10: area 100
 
@@ -228,11 +222,8 @@ def test_validation_messages_name_the_users_folder(tmp_path: Path) -> None:
 
 def test_every_kind_has_a_fix_and_the_readme_table_is_current() -> None:
     assert set(FIXES) == set(ERRORS) | set(WARNINGS)
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].strip()
-    assert table == fixes_table(), (
-        "README's table of fixes is stale: python -m maskrcnn_pipeline.data.validation.problems "
-        "--write"
+    assert readme_table() == fixes_table(), (
+        "README's table of fixes is stale: python -m tests.support.fixes_table --write"
     )
 
 
