@@ -84,7 +84,9 @@ def link_target(key):
 
 def all_splits():
     """Every split name of every dataset (the prepare rule's wildcard constraint)."""
-    return [split for name in config["datasets"] for split in dataset_splits(config, name)]
+    return [
+        split for name in config["datasets"] for split in dataset_splits(config, name)
+    ]
 
 
 def prepare_input(wildcards):
@@ -136,7 +138,9 @@ def original_args(wildcards):
         args += ["--original", split, paths["images"], paths["annotations"]]
         args += ["--changes", split, prepare_changes(dataset, split)]
     trained = {
-        run["train_split"] for run in config["runs"].values() if run["dataset"] == dataset
+        run["train_split"]
+        for run in config["runs"].values()
+        if run["dataset"] == dataset
     }
     for split in sorted(trained):
         args += ["--train-split", split]
