@@ -262,3 +262,23 @@ def test_the_mask_loss_leaves_out_box_only_objects_and_only_them() -> None:
     for key in ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"):
         assert partial[key] == none[key] == ours[key]  # the box head trains on them all
     assert partial["loss_mask"] != ours["loss_mask"] and none["loss_mask"] == 0.0
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_segm_evaluation_treats_box_only_objects_as_crowd_regions(
+    tmp_path: Path, backend: str
+) -> None:
+    """A box-only object has no mask to compare with: no crash, and no miss in segm AP, while
+    the box evaluation still counts it."""
+    from pycocotools import mask as mask_utils
+
+    from maskrcnn_pipeline.evaluation import evaluate_coco
+
+    data = coco(annotation(1, 1), annotation(2, 1, bbox=[20, 10, 10, 10], segmentation=[]))
+    (tmp_path / "gt.json").write_text(json.dumps(data))
+    rle = mask_utils.merge(mask_utils.frPyObjects([SQUARE], 30, 40))
+    rle["counts"] = rle["counts"].decode()
+    found = {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [2, 2, 10, 10]}
+    result = evaluate_coco(tmp_path / "gt.json", [{**found, "segmentation": rle}], backend=backend)
+    assert result.stats["segm"]["AP"] == pytest.approx(1.0)
+    assert result.stats["bbox"]["AR100"] == pytest.approx(0.5)  # the box-only one was missed
