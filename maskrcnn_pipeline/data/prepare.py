@@ -75,7 +75,10 @@ def prepare_annotations(
     data: Any, images_dir: Path, settings: PrepareSettings
 ) -> tuple[Any, dict[str, Any]]:
     """The prepared copy of a parsed annotation file and the changes made (counts, and the
-    categories dropped with the reason). A file that is not COCO-shaped is returned as is."""
+    categories dropped with the reason). A file that is not COCO-shaped is returned as is.
+
+    Its image and annotation entries are changed in place: ``data`` is a freshly parsed file.
+    """
     changes: dict[str, Any] = {
         "categories_dropped": [],
         "placeholder_categories_kept": [],
@@ -123,10 +126,9 @@ def _categories(
     """Drop (or list, with ``placeholder_categories: keep``) the placeholder categories."""
     used = Counter(a.get("category_id") for a in annotations)
     categories = [c for c in data["categories"] if isinstance(c, dict)]
-    names = {c.get("name") for c in categories}
     kept = []
     for category in data["categories"]:
-        why = _placeholder(category, categories, names, used) if category in categories else None
+        why = _placeholder(category, categories, used) if isinstance(category, dict) else None
         if why is None:
             kept.append(category)
             continue
@@ -140,10 +142,7 @@ def _categories(
 
 
 def _placeholder(
-    category: dict[str, Any],
-    categories: list[dict[str, Any]],
-    names: set[Any],
-    used: Counter[Any],
+    category: dict[str, Any], categories: list[dict[str, Any]], used: Counter[Any]
 ) -> str | None:
     """Why ``category`` is a placeholder, or None when it is a class to learn."""
     if used[category.get("id")]:
@@ -152,11 +151,7 @@ def _placeholder(
     if isinstance(name, str) and name.lower() in PLACEHOLDER_NAMES:
         return f"named {name!r} (a tool's 'no object' label) and owns no annotation"
     others = [c for c in categories if c is not category]
-    if (
-        others
-        and all(c.get("supercategory") == name for c in others)
-        and name not in (names - {name})
-    ):
+    if others and all(c.get("supercategory") == name for c in others):
         return (
             f"owns no annotation and is the supercategory of every other category (a tool's "
             f"root category, as Roboflow exports its project {name!r})"
