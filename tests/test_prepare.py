@@ -130,6 +130,10 @@ def test_keys_a_tool_leaves_out_are_filled() -> None:
     out, changes = prepared(coco(bare))
     assert (out["annotations"][0]["iscrowd"], out["annotations"][0]["segmentation"]) == (0, [])
     assert (changes["iscrowd_filled"], changes["box_only_filled"]) == (1, 1)
+    unlabelled = coco()
+    del unlabelled["annotations"]
+    out, changes = prepared(unlabelled)
+    assert out["annotations"] == [] and changes["annotations_list_added"] == 1
 
 
 def test_prepare_split_never_touches_the_users_file(tmp_path: Path) -> None:

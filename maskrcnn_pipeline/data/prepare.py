@@ -88,7 +88,15 @@ def prepare_annotations(
         "rectangles_as_polygons": 0,
         "image_sizes_filled": 0,
         "areas_recomputed": 0,
+        "annotations_list_added": 0,
     }
+    if (
+        isinstance(data, dict)
+        and "annotations" not in data
+        and isinstance(data.get("images"), list)
+    ):
+        data = {**data, "annotations": []}  # FiftyOne leaves the key out of an unlabelled export
+        changes["annotations_list_added"] = 1
     if not isinstance(data, dict) or not all(
         isinstance(data.get(key), list) for key in ("images", "annotations", "categories")
     ):
