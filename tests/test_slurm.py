@@ -174,6 +174,7 @@ def test_a_job_that_fails_once_is_retried(slurm_run) -> None:
     assert (workdir / "results" / "tiny" / "eval" / "val" / "metrics.json").is_file()
     others = submitted(result)
     del others["evaluate"]
+    assert others.pop("prepare") == 2  # one job per split
     assert set(others.values()) == {1}  # one job each on the tiny config, none retried
 
 
