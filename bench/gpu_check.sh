@@ -6,7 +6,9 @@
 #     bf16 + channels-last, against an fp32 baseline run in the same script;
 #  3. inference latency at batch 1 and 8 (bf16 + channels-last; the project's predict path);
 #  4. bench/predict_speed.py at batch 1 and 8: the predict path against torchvision's stock
-#     path, per stage (added without a GPU to run it on: first run it there).
+#     path, per stage (added without a GPU to run it on: first run it there);
+#  5. bench/val_size_predict.py: a val2017-size split (5000 images) predicted and evaluated
+#     on one GPU (goal: under 3 minutes; also added without a GPU).
 # It prints the figures next to NVIDIA's published A100 numbers; its last line is one JSON
 # object with every figure. Usage: bench/gpu_check.sh [OUTPUT_DIR]  (PYTHON=... to choose).
 set -euo pipefail
@@ -53,5 +55,9 @@ for batch in 1 8; do
     --height 800 --width 1333 --detections 100 --batch-size "$batch" --iterations 20 \
     --warmup 3 --out "$out/predict_speed_bs$batch.json"
 done
+
+echo "== 5. a val2017-size split (5000 images) predicted and evaluated" >&2
+$python bench/val_size_predict.py "${recipe[@]}" --set precision=bf16 --set channels_last=true \
+  --images 5000 --image-size 640 --out "$out/val_size_predict.json"
 
 $python bench/gpu_check_summary.py "$out"

@@ -44,6 +44,11 @@ def main(out: Path) -> None:
             figures[f"predict_bs{batch}_images_per_s"] = predict["project"]["images_per_s"]
             figures[f"predict_bs{batch}_post_network_speedup"] = predict["post_network_speedup"]
             figures[f"predict_bs{batch}_end_to_end_speedup"] = predict["end_to_end_speedup"]
+    val_size = out / "val_size_predict.json"  # bench/val_size_predict.py (step 5)
+    if val_size.is_file():
+        split = json.loads(val_size.read_text())
+        for key in ("predict_s", "evaluate_s", "total_s", "images_per_s", "speedup"):
+            figures[f"val_size_{key}"] = split[key]
     for key, reference in NVIDIA_A100.items():
         figures[f"{key}_vs_nvidia_a100"] = round(figures[key] / reference, 3)
     rows = [

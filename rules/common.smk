@@ -208,6 +208,14 @@ def train_threads(wildcards):
     return job_resources.train_threads(run_config(config, wildcards.run))
 
 
+def prediction_resource(name):
+    """One of the resources of a job that predicts with a run's model (workflow/resources.py:
+    prediction_resources)."""
+    return lambda wildcards: job_resources.prediction_resources(
+        run_config(config, wildcards.run)
+    )[name]
+
+
 def image_inputs(wildcards):
     """The image and its record, as inputs of every job that runs in it.
 

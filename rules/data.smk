@@ -1,7 +1,9 @@
 # Data: each dataset's source rule puts its splits under data/<dataset>/ (generated, linked from
-# an existing folder, or fetched and unpacked), then validate checks them and writes
-# data/<dataset>/validation.json, which exists only for a dataset without errors; its
-# readers take the categories from data/<dataset>/dataset.json (record_dataset).
+# an existing folder, or fetched and unpacked); prepare writes the copy of each split's
+# annotations that every later stage reads (data/<dataset>/annotations/<split>.json, the
+# user's file untouched); validate checks them and writes data/<dataset>/validation.json,
+# which exists only for a dataset without errors; its readers take the categories from
+# data/<dataset>/dataset.json (record_dataset).
 # Pretrained weights are fetched to data/weights/ so that training never needs the network.
 
 
@@ -15,8 +17,8 @@ rule generate_synthetic_dataset:
     output:
         train_images=directory("data/{dataset}/train"),
         val_images=directory("data/{dataset}/val"),
-        train_annotations="data/{dataset}/annotations/train.json",
-        val_annotations="data/{dataset}/annotations/val.json",
+        train_annotations="data/{dataset}/annotations/source/train.json",
+        val_annotations="data/{dataset}/annotations/source/val.json",
     log:
         "results/logs/generate_synthetic_dataset/{dataset}.log",
     benchmark:
@@ -30,7 +32,8 @@ rule generate_synthetic_dataset:
     params:
         args=synthetic_args,
     shell:
-        "python scripts/generate_synthetic.py --out data/{wildcards.dataset} {params.args}"
+        "python scripts/generate_synthetic.py --out data/{wildcards.dataset}"
+        " --annotations-dir annotations/source {params.args}"
         " > {log} 2>&1"
 
 
@@ -40,7 +43,7 @@ rule link:
         code=code("link_dataset"),
     output:
         images=directory("data/{dataset}/{split}"),
-        annotations="data/{dataset}/annotations/{split}.json",
+        annotations="data/{dataset}/annotations/source/{split}.json",
     log:
         "results/logs/link/{dataset}.{split}.log",
     benchmark:
@@ -123,6 +126,38 @@ rule unpack:
         " > {log} 2>&1"
 
 
+# The copy of a split's annotations that validate checks and every later stage reads: the
+# dataset's fixes applied (crowd, box_only, placeholder_categories: its own keys, else its
+# format's), every change counted in {split}.changes.json; the source's file stays as it is.
+rule prepare:
+    input:
+        unpack(image_inputs),
+        data=prepare_input,
+        code=code("prepare_dataset"),
+    output:
+        annotations="data/{dataset}/annotations/{split}.json",
+        changes="data/{dataset}/annotations/{split}.changes.json",
+    log:
+        "results/logs/prepare/{dataset}.{split}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.{split}.tsv"
+    wildcard_constraints:
+        split=one_of(all_splits()),
+    conda:
+        ENV
+    container:
+        CONTAINER
+    params:
+        images=source_of("images"),
+        annotations=source_of("annotations"),
+        original=original_of("annotations"),
+        fixes=prepare_flags,
+    shell:
+        "python scripts/prepare_dataset.py --images {params.images:q}"
+        " --annotations {params.annotations:q} --original {params.original:q} {params.fixes}"
+        " --out {output.annotations:q} --changes {output.changes:q} > {log} 2>&1"
+
+
 rule validate:
     input:
         unpack(image_inputs),
@@ -142,9 +177,10 @@ rule validate:
     params:
         splits=dataset_split_args,
         checks=validation_flags,
+        originals=original_args,
     shell:
         "python scripts/validate_dataset.py --dataset {wildcards.dataset} {params.splits}"
-        " {params.checks} --workers {threads} --out {output:q} > {log} 2>&1"
+        " {params.originals} {params.checks} --workers {threads} --out {output:q} > {log} 2>&1"
 
 
 # What the rules after validation read (data/dataset_record.py): the categories and the

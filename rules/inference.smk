@@ -21,7 +21,11 @@ rule infer:
         ENV
     container:
         CONTAINER
-    threads: 2
+    threads: train_threads
+    resources:
+        gpu=prediction_resource("gpu"),
+        mem_mb=prediction_resource("mem_mb"),
+        runtime=prediction_resource("runtime"),
     params:
         settings=settings_of("predict"),
         operational=operational_of("predict"),

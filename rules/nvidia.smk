@@ -144,9 +144,9 @@ rule test_nvidia:
         ENV
     threads: train_threads
     resources:
-        gpu=nvidia_eval_resource("gpu"),
-        mem_mb=nvidia_eval_resource("mem_mb"),
-        runtime=nvidia_eval_resource("runtime"),
+        gpu=prediction_resource("gpu"),
+        mem_mb=prediction_resource("mem_mb"),
+        runtime=prediction_resource("runtime"),
     params:
         container=nvidia_exec,
         command=nvidia_test_command,

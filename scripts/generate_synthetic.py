@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROOT",
         help="dataset root; existing train/ and val/ splits in it are replaced",
     )
+    parser.add_argument(
+        "--annotations-dir",
+        default="annotations",
+        metavar="DIR",
+        help="folder under ROOT for the annotation files (default: %(default)s)",
+    )
     for key, text in OPTIONS.items():
         parser.add_argument(
             f"--{key.replace('_', '-')}",
@@ -66,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_objects=args.max_objects,
         min_object_size=args.min_object_size,
         max_object_size=args.max_object_size,
+        annotations_dir=args.annotations_dir,
     )
     for split, objects in counts.items():
         log.info(
@@ -74,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             splits[split],
             objects,
             args.out / split,
-            args.out / "annotations" / f"{split}.json",
+            args.out / args.annotations_dir / f"{split}.json",
         )
     return 0
 

@@ -15,7 +15,6 @@ A data error (an unreadable image) is recorded in <out-dir>/data_error.json; a r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -29,6 +28,7 @@ from maskrcnn_pipeline.workflow.params import merge_operational
 from maskrcnn_pipeline.workflow.settings_args import (
     add_settings_arguments,
     resolve_split_settings,
+    worker_arguments,
 )
 
 #: The workflow's folder: the training code's paths are relative to it.
@@ -77,11 +77,7 @@ def worker_args(args: argparse.Namespace, settings: dict, operational: dict) -> 
         "--eval-annotations": args.eval_annotations,
         "--out-dir": args.out_dir,
     }
-    arguments = ["--settings", json.dumps(settings), "--operational", json.dumps(operational)]
-    for flag, value in paths.items():
-        if value is not None:
-            arguments += [flag, str(value)]
-    return arguments
+    return worker_arguments(settings, operational, paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--dataset", default="dataset", help="dataset name for the report (default: dataset)"
     )
+    data.add_argument(
+        "--original",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "DIR", "FILE"),
+        help="the user's own images folder and annotation file of a split, named in messages",
+    )
+    data.add_argument(
+        "--changes",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "FILE"),
+        help="a split's changes file from scripts/prepare_dataset.py (its settings and counts)",
+    )
+    data.add_argument(
+        "--train-split",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a split a run trains on: every category needs a trainable instance there",
+    )
     how = parser.add_argument_group("checks")
     how.add_argument(
         "--bbox-tolerance",
@@ -78,8 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    originals = {name: (Path(images), Path(file)) for name, images, file in args.original}
+    changes = {name: Path(file) for name, file in args.changes}
     splits = [
-        Split(name, Path(images), Path(annotations)) for name, images, annotations in args.split
+        Split(
+            name,
+            Path(images),
+            Path(annotations),
+            *originals.get(name, (None, None)),
+            changes=changes.get(name),
+            trains=name in args.train_split,
+        )
+        for name, images, annotations in args.split
     ]
     if (args.images is None) != (args.annotations is None):
         parser.error("--images and --annotations go together")

@@ -118,6 +118,8 @@ def test_gpu_check_summary_prints_ratios_against_nvidia(tmp_path: Path) -> None:
     (tmp_path / "inference_bf16_nhwc.json").write_text(json.dumps({"results": rows}))
     (tmp_path / "smoke").mkdir()
     (tmp_path / "smoke" / "metrics.json").write_text(json.dumps({"segm": {"AP": 0.1}}))
+    split = {"predict_s": 90.0, "evaluate_s": 30.0, "total_s": 120.0, "images_per_s": 55.6}
+    (tmp_path / "val_size_predict.json").write_text(json.dumps({**split, "speedup": 9.0}))
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "gpu_check_summary.py"), str(tmp_path)],
         capture_output=True,
@@ -128,3 +130,25 @@ def test_gpu_check_summary_prints_ratios_against_nvidia(tmp_path: Path) -> None:
     assert figures["train_images_per_s_vs_nvidia_a100"] == 2.0
     assert figures["bf16_nhwc_over_fp32"] == 2.0
     assert figures["infer_bs8_images_per_s_vs_nvidia_a100"] == 2.0
+    assert figures["val_size_total_s"] == 120.0 and figures["val_size_speedup"] == 9.0
+
+
+def test_val_size_benchmark_predicts_and_evaluates_the_whole_split() -> None:
+    """bench/val_size_predict.py on a tiny split: every image predicted and evaluated (the
+    JSON's shape and counts only, never its timings)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "val_size_predict.py"),
+            *TINY,
+            *("--images", "9", "--unique", "4", "--image-size", "64"),
+            *("--baseline-images", "3", "--workers", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert (figures["benchmark"], figures["images"]) == ("val_size_predict", 9)
+    assert figures["detections"] == 9 * 10  # tiny test settings: 10 detections an image
+    assert figures["total_s"] >= figures["predict_s"] > 0 and figures["speedup"] > 0

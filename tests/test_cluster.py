@@ -1,4 +1,4 @@
-"""The train job's resources, and the sbatch flags the Slurm plugin makes of them.
+"""The train and predict jobs' resources, and the sbatch flags the Slurm plugin makes of them.
 
 The one-node test cluster cannot run a multi-node job, so the multi-node form is checked
 here: our resources for a run, then the plugin's own submit-command builder on them.
@@ -16,7 +16,7 @@ from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.resources import (
-    nvidia_eval_resources,
+    prediction_resources,
     srun_launcher,
     train_resources,
     train_threads,
@@ -125,12 +125,18 @@ def test_a_training_job_gets_a_cpu_per_thread_or_loader_worker(settings, threads
     assert train_threads(run(**settings)) == threads
 
 
-def test_testing_a_run_of_nvidia_asks_for_its_gpus_and_their_memory() -> None:
-    assert nvidia_eval_resources(run(gpus=4, resources={"mem_mb_per_gpu": 1000})) == {
+def test_predicting_with_a_run_asks_for_its_gpus_and_their_memory() -> None:
+    assert prediction_resources(run(gpus=4, resources={"mem_mb_per_gpu": 1000})) == {
         "gpu": 4,
         "mem_mb": 4000,
         "runtime": 120,
     }
+
+
+def test_a_predict_job_of_a_four_gpu_run_asks_slurm_for_four_gpus() -> None:
+    flags = sbatch_flags(prediction_resources(run(gpus=4)), threads=8)
+    assert "--gpus=4" in flags and "--cpus-per-task=8" in flags
+    assert flags[flags.index("--mem") + 1] == str(4 * 32000)
 
 
 def test_resources_never_reach_the_training_settings() -> None:
@@ -163,7 +169,7 @@ def test_slurm_profile_submits_everything_with_retries_and_requeue() -> None:
     assert slurm["use-apptainer"] is True and "--nv" in slurm["apptainer-args"]
     assert slurm["retries"] >= 1 and slurm["slurm-requeue"] is True
     assert {"runtime", "mem_mb"} <= set(slurm["default-resources"])
-    assert slurm["set-resources"]["predict"]["gpu"] == 1
+    assert "predict" not in slurm["set-resources"]  # the run's config decides
     assert "gpu" not in slurm["set-resources"].get("evaluate", {})
     assert "train" not in slurm["set-resources"]  # the run's config decides
     text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()

@@ -17,7 +17,10 @@ from maskrcnn_pipeline.workflow.config import (
     download_files,
     load_config,
     newer_than_all,
+    original_split_paths,
     remote_url,
+    source_files,
+    source_split_paths,
     split_paths,
     split_sources,
     validate_config,
@@ -157,16 +160,28 @@ def test_the_comparison_knows_each_runs_dataset_split_engine_and_gpus() -> None:
     }
 
 
-def test_a_datasets_files_are_its_splits_or_its_unpack_manifests() -> None:
-    assert dataset_files(validated(MINIMAL), "d") == [
-        "data/d/train",
+def test_a_datasets_files_are_its_source_files_and_the_prepared_copies() -> None:
+    prepared = [
         "data/d/annotations/train.json",
-        "data/d/val",
+        "data/d/annotations/train.changes.json",
         "data/d/annotations/val.json",
+        "data/d/annotations/val.changes.json",
     ]
+    config = validated(MINIMAL)
+    assert source_files(config, "d") == [
+        "data/d/train",
+        "data/d/annotations/source/train.json",
+        "data/d/val",
+        "data/d/annotations/source/val.json",
+    ]
+    assert dataset_files(config, "d") == source_files(config, "d") + prepared
     config = validated(DOWNLOAD)
-    assert dataset_files(config, "coco") == [
+    assert source_files(config, "coco") == [
         f"data/coco/.unpacked/{name}.json" for name in download_files(config, "coco")
+    ]
+    assert dataset_files(config, "coco")[-2:] == [
+        "data/coco/annotations/val.json",
+        "data/coco/annotations/val.changes.json",
     ]
 
 
@@ -226,8 +241,13 @@ def folder_config(root: str | None, images: str = "train2017") -> dict:
 
 
 def test_split_paths_have_one_shape_under_data_for_every_source() -> None:
+    """Every stage reads the prepared annotations; prepare reads what the source left."""
     download = validated(DOWNLOAD)
     assert split_paths(download, "coco", "val") == {
+        "images": "data/coco/val2017",
+        "annotations": "data/coco/annotations/val.json",
+    }
+    assert source_split_paths(download, "coco", "val") == {
         "images": "data/coco/val2017",
         "annotations": "data/coco/annotations/instances_val2017.json",
     }
@@ -236,6 +256,10 @@ def test_split_paths_have_one_shape_under_data_for_every_source() -> None:
         "images": "data/c/train",
         "annotations": "data/c/annotations/train.json",
     }
+    assert source_split_paths(folder, "c", "train")["annotations"] == (
+        "data/c/annotations/source/train.json"
+    )
+    assert original_split_paths(folder, "c", "train") == split_sources(folder, "c", "train")
     assert split_sources(folder, "c", "train") == {
         "images": "/shared/coco/train2017",
         "annotations": "/shared/coco/ann/train.json",
@@ -410,3 +434,59 @@ def test_reference_lines_default_to_nvidia_and_are_checked() -> None:
     assert "report.references[0]" in error_of(config)
     config["report"]["references"][0]["bbox"] = 37.6
     assert "report.references[0].bbox: 37.6 is greater than the maximum of 1" in error_of(config)
+
+
+def tool_config(tool: str | None, split: dict | None = None) -> dict:
+    dataset: dict = {"source": "folder", "root": "/exports/x", "splits": {"train": split or {}}}
+    if tool:
+        dataset["format"] = tool
+    return {"datasets": {"x": dataset}, "runs": {"r": {"dataset": "x", "eval_split": "train"}}}
+
+
+@pytest.mark.parametrize(
+    ("tool", "images", "annotations"),
+    [
+        ("cvat", "images/train", "annotations/instances_train.json"),
+        ("roboflow", "train", "train/_annotations.coco.json"),
+        ("labelstudio", "train", "train/result.json"),
+        ("labelme", "train", "train/annotations.json"),
+        ("fiftyone", "train/data", "train/labels.json"),
+    ],
+)
+def test_a_tools_format_knows_where_the_tool_puts_a_split(
+    tool: str, images: str, annotations: str
+) -> None:
+    config = validated(tool_config(tool))
+    assert split_sources(config, "x", "train") == {
+        "images": f"/exports/x/{images}",
+        "annotations": f"/exports/x/{annotations}",
+    }
+    mine = validated(tool_config(tool, {"annotations": "mine.json"}))
+    assert split_sources(mine, "x", "train")["annotations"] == "/exports/x/mine.json"
+
+
+def test_a_coco_split_without_paths_names_the_format_key() -> None:
+    message = error_of(tool_config(None))
+    assert "datasets.x.splits.train.images: missing" in message
+    assert "datasets.x.format" in message and "cvat" in message
+
+
+def test_a_download_archive_cannot_hold_the_prepared_copy() -> None:
+    config = copy.deepcopy(DOWNLOAD)
+    config["datasets"]["coco"]["splits"]["val"]["annotations"] = "annotations/val.json"
+    assert "is where the prepared copy goes" in error_of(config)
+
+
+def test_a_datasets_fixes_come_from_its_format_unless_it_sets_them() -> None:
+    from maskrcnn_pipeline.workflow.config import dataset_fixes
+
+    cvat = validated(tool_config("cvat"))["datasets"]["x"]
+    assert dataset_fixes(cvat) == {
+        "crowd": "instances",
+        "box_only": "skip_mask",
+        "placeholder_categories": "drop",
+    }
+    coco = validated(tool_config(None, {"images": "i", "annotations": "a.json"}))["datasets"]["x"]
+    assert dataset_fixes(coco)["crowd"] == "ignore" and dataset_fixes(coco)["box_only"] == "refuse"
+    cvat["crowd"] = "ignore"
+    assert dataset_fixes(cvat)["crowd"] == "ignore"

@@ -55,8 +55,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small COCO-format dataset (generated) on 'shared storage', and archives of it."""
     root = tmp_path_factory.mktemp("shared")
     generate_synthetic_dataset(
-        root / "coco", splits={"train": 4, "val": 2}, image_size=48, max_object_size=30, seed=2
-    )
+        root / "coco", splits={"train": 4, "val": 2}, image_size=48, max_object_size=30, seed=3
+    )  # seed 3: every category in train, as validation wants of a split a run trains on
     with zipfile.ZipFile(root / "images.zip", "w") as zf:
         for path in sorted((root / "coco").glob("*/*.jpg")):
             zf.write(path, path.relative_to(root / "coco").as_posix())
@@ -72,9 +72,11 @@ def server(source: Path) -> Iterator[FaultyServer]:
         yield s
 
 
+# The annotations archive unpacks into source/: data/mini/annotations/<split>.json is where
+# the prepared copies go (config.py refuses a split whose file would be one).
 DOWNLOAD_SPLITS = {
-    "train": {"images": "train", "annotations": "annotations/train.json"},
-    "val": {"images": "val", "annotations": "annotations/val.json"},
+    "train": {"images": "train", "annotations": "source/annotations/train.json"},
+    "val": {"images": "val", "annotations": "source/annotations/val.json"},
 }
 
 
@@ -87,6 +89,7 @@ def download_config(workdir: Path, source: Path, server: FaultyServer, **top: ob
                 "annotations.tgz": {
                     "url": (source / "annotations.tgz").as_uri(),
                     "sha256": hashlib.sha256((source / "annotations.tgz").read_bytes()).hexdigest(),
+                    "unpack": "source",
                 },
             },
             "splits": DOWNLOAD_SPLITS,
@@ -108,6 +111,7 @@ def test_default_config_plans_the_whole_coco_chain(tmp_path: Path) -> None:
         "fetch": 3,
         "fetch_weights": 1,
         "unpack": 3,
+        "prepare": 2,
         "validate": 1,
         "record_dataset": 1,
         "train": 1,
@@ -133,6 +137,7 @@ def test_download_dataset_is_fetched_unpacked_validated_and_never_redone(
     assert sorted(p.name for p in mini.iterdir()) == [
         ".unpacked",
         "annotations",
+        "source",
         "train",
         "val",
         "validation.json",
@@ -156,7 +161,7 @@ def test_download_dataset_is_fetched_unpacked_validated_and_never_redone(
     assert job_counts(workdir, *targets) == {}
     unpack_py = workdir / "scripts" / "unpack.py"
     unpack_py.write_text(unpack_py.read_text() + "\n# edited\n")
-    assert job_counts(workdir, *targets) == {"unpack": 2, "validate": 1}
+    assert job_counts(workdir, *targets) == {"unpack": 2, "prepare": 2, "validate": 1}
     # a stricter validation setting re-validates only
     unpack_py.write_text(unpack_py.read_text().replace("\n# edited\n", ""))
     run_snakemake(workdir, "--touch", *targets)
@@ -211,13 +216,17 @@ def test_existing_folder_is_linked_validated_and_not_redone(tmp_path: Path, sour
     data = workdir / "data" / "shared"
     assert data.is_dir() and not data.is_symlink()
     assert (data / "train").is_symlink() and (data / "train").resolve() == shared / "train"
-    assert (data / "annotations" / "val.json").resolve() == shared / "annotations" / "val.json"
+    link = data / "annotations" / "source" / "val.json"
+    assert link.resolve() == shared / "annotations" / "val.json"
+    prepared = data / "annotations" / "val.json"  # what the later rules read: a copy
+    assert not prepared.is_symlink() and json.loads(prepared.read_text())["images"]
     assert job_counts(workdir, "data/shared/validation.json") == {}
     # the annotations changed on the shared storage: validated again (and so is what follows)
     val = shared / "annotations" / "val.json"
     val.write_text(json.dumps({**json.loads(val.read_text()), "info": {"version": "2"}}))
-    assert job_counts(workdir, "data/shared/validation.json") == {"validate": 1}
+    assert job_counts(workdir, "data/shared/validation.json") == {"prepare": 1, "validate": 1}
     assert job_counts(workdir) == {
+        "prepare": 1,
         "validate": 1,
         "record_dataset": 1,
         "train": 1,
@@ -242,6 +251,7 @@ def test_invalid_dataset_stops_the_pipeline_before_training(tmp_path: Path, sour
     log = (workdir / "results" / "logs" / "validate" / "shared.log").read_text()
     assert "bbox_outside_image: 1" in log
     assert f"annotation id {train['annotations'][0]['id']}" in log
+    assert str(shared / "annotations" / "train.json") in log  # the user's file, not the link
     assert not (workdir / "data" / "shared" / "validation.json").exists()
     assert (workdir / "data" / "shared" / "validation.errors.json").is_file()
     assert not (workdir / "results" / "tiny").exists()  # training never started

@@ -89,6 +89,7 @@ def test_both_engines_are_planned_from_data_to_the_comparison(coco_plan: tuple[P
         "build_image": 2,  # the pipeline's image and NVIDIA's
         "fetch": 3,
         "unpack": 3,
+        "prepare": 2,  # one job per split
         "validate": 1,  # one dataset, both runs
         "record_dataset": 1,
         "fetch_weights": 2,  # torchvision's ResNet-50 and Detectron's R-50.pkl

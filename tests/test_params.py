@@ -74,9 +74,11 @@ def test_merging_the_split_gives_back_every_setting(config: dict, stage: str) ->
         assert leaf not in node
 
 
-def test_predict_keeps_only_threads_apart(config: dict) -> None:
-    assert stage_operational(config, "r", "predict") == {"threads": 0}
-    assert "threads" not in stage_params(config, "r", "predict")
+def test_predict_keeps_threads_and_processes_apart(config: dict) -> None:
+    """How many processes predict cannot change the predictions (test_predict_sharding)."""
+    operational = {"threads": 0, "gpus": 8, "cpu_processes": 1}
+    assert stage_operational(config, "r", "predict") == operational
+    assert not set(operational) & set(stage_params(config, "r", "predict"))
 
 
 def test_a_changed_operational_setting_leaves_the_params_equal(config: dict) -> None:

@@ -22,12 +22,14 @@ from maskrcnn_pipeline.errors import DataError
 from maskrcnn_pipeline.evaluation import evaluate_coco
 from maskrcnn_pipeline.inference.predict import (
     Predictor,
+    batches,
     images_from_annotations,
     images_from_folder,
     predict,
     predict_batches,
     predict_entries,
 )
+from maskrcnn_pipeline.inference.sharding import Shard
 from maskrcnn_pipeline.model.build import build_model, configure_inference
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.params import predict_settings
@@ -210,3 +212,20 @@ def test_an_unreadable_image_of_an_annotated_split_stops_prediction(
     cut(entries[0].path, 100)
     with pytest.raises(DataError, match=rf"{entries[0].path.name}: cannot decode image"):
         predict_entries(Predictor(model, categories, CPU), entries, batch_size=4, workers=0)
+
+
+def test_a_batch_whose_images_are_all_skipped_still_counts_for_the_shards(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """Rank 0 puts the ranks' batches back in order by their position: a batch of skipped
+    images must still be there (empty), or every later batch would be misplaced."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for source in sorted((tiny_data / "val").iterdir())[:5]:
+        shutil.copy(source, folder / source.name)
+    entries = images_from_folder(folder)
+    cut(entries[2].path, 100)
+    skipped: dict[int, str] = {}
+    dealt = list(batches(entries, 1, 0, Shard(rank=0, world_size=2), skipped))
+    assert [ids for ids, _ in dealt] == [[1], [], [5]]  # batches 0, 2, 4 of 0..4
+    assert list(skipped) == [3]

@@ -82,6 +82,9 @@ def slurm_run(
         "--slurm-init-seconds-before-status-checks",
         "1",
         "--verbose",  # prints each sbatch call
+        # the tiny run is a CPU run; one GPU for predict shows a GPU request reaching a job
+        "--set-resources",
+        "predict:gpu=1",
     ]
     result = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT_S + 30
@@ -153,7 +156,7 @@ def test_train_asks_for_what_its_run_config_says(slurm_run) -> None:
 def test_a_gpu_request_reaches_the_job_as_cuda_visible_devices(slurm_run) -> None:
     workdir, result, _ = slurm_run
     (call,) = sbatch_calls(result, "predict")
-    assert "--gpus=1" in call.split()  # profiles/slurm: predict asks for one GPU
+    assert "--gpus=1" in call.split()  # --set-resources predict:gpu=1
     log = (workdir / "results" / "logs" / "predict" / "tiny.val.log").read_text()
     # the job logs what it was given; torch sees no real GPU behind it and uses the CPU
     assert re.search(r"SLURM_JOB_ID=\d+ CUDA_VISIBLE_DEVICES=[01]\b", log), log[:500]
@@ -171,6 +174,7 @@ def test_a_job_that_fails_once_is_retried(slurm_run) -> None:
     assert (workdir / "results" / "tiny" / "eval" / "val" / "metrics.json").is_file()
     others = submitted(result)
     del others["evaluate"]
+    assert others.pop("prepare") == 2  # one job per split
     assert set(others.values()) == {1}  # one job each on the tiny config, none retried
 
 

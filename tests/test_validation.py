@@ -102,6 +102,7 @@ def test_good_dataset_is_valid_with_the_category_mapping(tmp_path: Path) -> None
         "images": 3,
         "annotations": 3,
         "crowd_annotations": 1,
+        "box_only_annotations": 0,
         "categories": 2,
     }
     assert len(split["annotations_sha256"]) == 64
@@ -144,7 +145,7 @@ ERROR_CASES = [
     ("bbox-negative", ann(0, bbox=[-3, 0, 5, 5]), "bbox_outside_image",
      "spans x -3..2", {"annotation_id": 1}),
     ("empty-polygons", ann(0, segmentation=[]), "segmentation_empty",
-     "the segmentation is an empty list", {"annotation_id": 1}),
+     "segmentation is [] (a box-only object", {"annotation_id": 1}),
     ("odd-polygon", ann(0, segmentation=[SQUARE, [1, 1, 5, 5, 9, 9, 3]]),
      "polygon_odd_coordinates", "polygon 1 has 7 coordinates, an odd number",
      {"annotation_id": 1}),

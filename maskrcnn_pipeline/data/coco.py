@@ -76,6 +76,11 @@ def load_for_device(path: Path) -> tuple[torch.Tensor, int | None, tuple[int, in
     return image, None, (image.shape[-2], image.shape[-1])
 
 
+def has_segmentation(annotation: Mapping[str, Any]) -> bool:
+    """Whether an annotation has a mask (a box-only object's segmentation is [])."""
+    return annotation.get("segmentation") not in ([], None)
+
+
 def _usable(annotation: Mapping[str, Any]) -> bool:
     """Crowd regions and degenerate boxes are not training targets (as in Detectron)."""
     _, _, width, height = annotation["bbox"]
@@ -153,13 +158,18 @@ class CocoInstances(torch.utils.data.Dataset):
         boxes[:, 0::2].clamp_(0, width)
         boxes[:, 1::2].clamp_(0, height)
         masks = np.zeros((len(annotations), height, width), dtype=np.uint8)
+        # a box-only object (segmentation []: data/prepare.py, box_only: skip_mask) trains the
+        # box head only: model/build.py's mask loss leaves out proposals matched to it
+        has_mask = [has_segmentation(a) for a in annotations]
         for i, annotation in enumerate(annotations):
-            masks[i] = self.coco.annToMask(annotation)
+            if has_mask[i]:
+                masks[i] = self.coco.annToMask(annotation)
         labels = [self.categories.label_of(a["category_id"]) for a in annotations]
         return {
             "boxes": boxes,
             "labels": torch.tensor(labels, dtype=torch.int64),
             "masks": torch.from_numpy(masks),
+            "has_mask": torch.tensor(has_mask, dtype=torch.bool),
             "image_id": torch.tensor(info["id"]),
         }
 

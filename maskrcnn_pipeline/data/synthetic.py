@@ -396,8 +396,11 @@ def _coco_document(
     }
 
 
-def _write_split(root: Path, split: str, count: int, config: SceneConfig, seed: int) -> int:
-    """Write ``root/<split>/`` and ``root/annotations/<split>.json``; return the object count."""
+def _write_split(
+    root: Path, split: str, count: int, config: SceneConfig, seed: int, annotations_dir: str
+) -> int:
+    """Write ``root/<split>/`` and ``root/<annotations_dir>/<split>.json``; return the object
+    count."""
     staging = root / f".{split}.{uuid.uuid4().hex}.tmp"
     staging.mkdir()
     try:
@@ -407,7 +410,7 @@ def _write_split(root: Path, split: str, count: int, config: SceneConfig, seed: 
         shutil.rmtree(staging, ignore_errors=True)
     document = _coco_document(split, seed, config, images, annotations)
     # Compact: indenting puts every polygon coordinate on its own line (2x the size).
-    write_json_atomic(root / ANNOTATIONS_DIR / f"{split}.json", document, indent=None)
+    write_json_atomic(root / annotations_dir / f"{split}.json", document, indent=None)
     return len(annotations)
 
 
@@ -435,12 +438,14 @@ def generate_synthetic_dataset(
     max_objects: int = 4,
     min_object_size: int = 10,
     max_object_size: int = 90,
+    annotations_dir: str = ANNOTATIONS_DIR,
 ) -> dict[str, int]:
     """Write a synthetic COCO dataset under ``root``; return the annotation count per split.
 
-    Layout: ``root/<split>/NNNNNN.jpg`` and ``root/annotations/<split>.json``. Existing splits
-    of the same name are replaced; other files under ``root`` are left alone. All arguments
-    are checked before anything is written.
+    Layout: ``root/<split>/NNNNNN.jpg`` and ``root/<annotations_dir>/<split>.json`` (the
+    workflow writes them to annotations/source/, from which the prepare rule reads). Existing
+    splits of the same name are replaced; other files under ``root`` are left alone. All
+    arguments are checked before anything is written.
     """
     config = SceneConfig(image_size, min_objects, max_objects, min_object_size, max_object_size)
     seed = _require_int("seed", seed, 0)
@@ -450,4 +455,7 @@ def generate_synthetic_dataset(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PipelineError(f"{root}: cannot create the output folder ({exc})") from exc
-    return {name: _write_split(root, name, count, config, seed) for name, count in checked.items()}
+    return {
+        name: _write_split(root, name, count, config, seed, annotations_dir)
+        for name, count in checked.items()
+    }

@@ -15,6 +15,7 @@ from maskrcnn_pipeline.evaluation.inputs import (
     load_ground_truth,
     load_results,
     resolve_iou_types,
+    segm_ground_truth,
 )
 from maskrcnn_pipeline.evaluation.result import EvaluationResult, read_evaluator
 
@@ -75,7 +76,10 @@ def _evaluate(
     stats, per_category, curves = {}, [], []
     with stdout_to_log(logger):
         gt = engine.index(ground_truth)
+        segm_truth = segm_ground_truth(ground_truth)
         for iou_type in chosen:  # one at a time: an evaluator holds every detection
+            if iou_type == "segm" and segm_truth is not ground_truth:
+                gt = engine.index(segm_truth)  # box-only objects as crowd regions
             detections = engine.load_results(gt, records, iou_type)
             evaluator = engine.evaluate(gt, detections, iou_type)
             stats[iou_type], categories, pr = read_evaluator(iou_type, evaluator, names)

@@ -50,6 +50,23 @@ def load_ground_truth(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def segm_ground_truth(data: dict[str, Any]) -> dict[str, Any]:
+    """The ground truth of the segm evaluation: box-only objects (``segmentation: []``, kept by
+    ``box_only: skip_mask``) have no mask to compare with, so they become crowd regions of
+    their box: a mask detected on one is neither a false positive nor a found object, and a
+    missed one is no miss. ``data`` itself when there is none (the usual case)."""
+    if not any(a["segmentation"] == [] for a in data["annotations"]):
+        return data
+    annotations = []
+    for annotation in data["annotations"]:
+        if annotation["segmentation"] == []:
+            x, y, w, h = annotation["bbox"]
+            box = [x, y, x + w, y, x + w, y + h, x, y + h]
+            annotation = {**annotation, "segmentation": [box], "iscrowd": 1}
+        annotations.append(annotation)
+    return {**data, "annotations": annotations}
+
+
 def load_results(results: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """Return the detections and the name that error messages use for them."""
     if isinstance(results, list):

@@ -31,6 +31,13 @@ from maskrcnn_pipeline.data.images import upright_size_of_file
 from maskrcnn_pipeline.errors import DataError, PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
 from maskrcnn_pipeline.inference.masks import PastedMasks, encode_full, encode_pasted, paste_masks
+from maskrcnn_pipeline.inference.sharding import (
+    ONE_PROCESS,
+    Shard,
+    batch_indices,
+    batches_of_shard,
+    gather_on_main,
+)
 from maskrcnn_pipeline.model.build import build_model, configure_inference
 from maskrcnn_pipeline.model.precision import autocast, resolve_precision
 
@@ -305,14 +312,17 @@ def batches(
     entries: Sequence[ImageEntry],
     batch_size: int,
     workers: int,
+    shard: Shard = ONE_PROCESS,
     skipped: dict[int, str] | None = None,
 ) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
-    """(image ids, images) batches in ``entries``' order. With ``skipped`` (a folder of
-    images: one broken photo must not cost the others), an unreadable image is left out of
-    its batch, logged and added to ``skipped`` (image id -> reason); without, it raises."""
+    """The (image ids, images) batches of ``entries`` that ``shard`` predicts. With
+    ``skipped`` (a folder of images: one broken photo must not cost the others), an
+    unreadable image is left out of its batch, logged and added to ``skipped`` (image id ->
+    reason); without, it raises. A batch left empty is still yielded: rank 0 puts the
+    ranks' batches back in order by their count (sharding.in_batch_order)."""
     loader = DataLoader(
         _Images(entries, skip_unreadable=skipped is not None),
-        batch_size=batch_size,
+        batch_sampler=batches_of_shard(batch_indices(len(entries), batch_size), shard),
         num_workers=workers,
         collate_fn=_collate,
     )
@@ -323,8 +333,7 @@ def batches(
                 log.warning("skipped image %d: %s", image_id, reason)
                 assert skipped is not None  # only a skipping dataset returns reasons
                 skipped[image_id] = reason
-        if kept:
-            yield [image_id for image_id, _ in kept], [image for _, image in kept]
+        yield [image_id for image_id, _ in kept], [image for _, image in kept]
 
 
 def predict_entries(
@@ -333,13 +342,27 @@ def predict_entries(
     batch_size: int,
     workers: int,
     *,
+    shard: Shard = ONE_PROCESS,
     encode_threads: int = ENCODE_THREADS,
     skipped: dict[int, str] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | None:
     """COCO results of every image in ``entries``, in their order (image-id order); with
-    ``skipped``, unreadable images are left out and listed there (:func:`batches`)."""
-    loaded = _progress(batches(entries, batch_size, workers, skipped))
-    return predict_batches(predictor, loaded, encode_threads=encode_threads)
+    ``skipped``, unreadable images are left out and listed there (:func:`batches`).
+
+    With several processes (``shard``), each predicts its share of the batches and rank 0
+    gets everything, the images every rank skipped included (the others get None): a
+    collective call that every rank makes.
+    """
+    loaded = _progress(batches(entries, batch_size, workers, shard, skipped))
+    mine = list(encoded_batches(predictor, loaded, encode_threads=encode_threads))
+    gathered = gather_on_main(mine, shard)
+    if skipped is not None and shard.world_size > 1:
+        every_rank = gather_on_main([dict(skipped)], shard)
+        for part in every_rank or []:
+            skipped.update(part)
+    if gathered is None:
+        return None
+    return [result for batch in gathered for result in batch]
 
 
 def predict_batches(
@@ -348,24 +371,34 @@ def predict_batches(
     *,
     encode_threads: int = ENCODE_THREADS,
 ) -> list[dict[str, Any]]:
-    """COCO results of (image ids, images) batches, in the batches' order.
+    """COCO results of (image ids, images) batches, in the batches' order."""
+    encoded = encoded_batches(predictor, loaded, encode_threads=encode_threads)
+    return [result for batch in encoded for result in batch]
+
+
+def encoded_batches(
+    predictor: Predictor,
+    loaded: Iterable[tuple[Sequence[int], list[torch.Tensor]]],
+    *,
+    encode_threads: int = ENCODE_THREADS,
+) -> Iterator[list[dict[str, Any]]]:
+    """Each batch's COCO results, in the batches' order.
 
     The network never waits for encoding: each batch's RLE encoding and JSON building run
     on ``encode_threads`` threads while the next batches are predicted (torch releases the
     GIL while it computes); at most :data:`MAX_PENDING` batches wait to be encoded, which
-    bounds the memory they hold. Results are collected in submission order, whatever order
-    the threads finish in.
+    bounds the memory they hold. Results come out in submission order, whatever order the
+    threads finish in.
     """
-    results: list[dict[str, Any]] = []
     pending: deque[Future[list[dict[str, Any]]]] = deque()
     with ThreadPoolExecutor(encode_threads, thread_name_prefix="encode") as pool:
         for image_ids, images in loaded:
-            pending.append(pool.submit(predictor.encode, image_ids, predictor(images)))
+            detections = predictor(images) if images else []  # every image of it skipped
+            pending.append(pool.submit(predictor.encode, image_ids, detections))
             while len(pending) > MAX_PENDING:
-                results.extend(pending.popleft().result())
+                yield pending.popleft().result()
         while pending:
-            results.extend(pending.popleft().result())
-    return results
+            yield pending.popleft().result()
 
 
 def predict(
@@ -376,23 +409,26 @@ def predict(
     *,
     workers: int = 2,
     index_out: Path | None = None,
-) -> list[dict[str, Any]]:
+    shard: Shard = ONE_PROCESS,
+) -> list[dict[str, Any]] | None:
     """Predict every image in ``entries`` and write the COCO results list to ``out``.
 
     With ``index_out`` (a folder without an annotation file), also write the
     :func:`image_index` of the images; an unreadable image is then skipped, with its reason
     in the index, and the others are predicted. Without it (an annotated split, which
     validation has checked), an unreadable image stops prediction: its metrics would be
-    wrong.
+    wrong. With several processes, each predicts its ``shard`` of the batches on its own
+    device and rank 0 alone writes (and returns) the merged results.
     """
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(model_path, settings, device)
     skipped: dict[int, str] | None = {} if index_out is not None else None
-    results = predict_entries(
-        predictor, entries, settings["test"]["ims_per_batch"], workers, skipped=skipped
-    )
+    batch_size = settings["test"]["ims_per_batch"]
+    results = predict_entries(predictor, entries, batch_size, workers, shard=shard, skipped=skipped)
+    if results is None:
+        return None
     if skipped is not None and len(skipped) == len(entries):
         raise PipelineError(
             f"none of the {len(entries)} images could be read (first: "
@@ -403,9 +439,10 @@ def predict(
         index = image_index(entries, predictor.categories, skipped or {})
         write_json_atomic(index_out, index, indent=None)
     log.info(
-        "%d detections on %d images -> %s%s",
+        "%d detections on %d images (%d process(es)) -> %s%s",
         len(results),
         len(entries) - len(skipped or {}),
+        shard.world_size,
         out,
         f"; {len(skipped)} unreadable image(s) skipped, listed in {index_out}" if skipped else "",
     )

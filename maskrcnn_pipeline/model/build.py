@@ -22,6 +22,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -144,6 +145,68 @@ def build_backbone(settings: Mapping[str, Any]) -> BackboneWithFPN:
     )
 
 
+class BoxOnlyAwareRoIHeads(RoIHeads):
+    """torchvision's RoI heads, whose mask loss leaves out proposals matched to box-only
+    objects (``target["has_mask"]`` False: data/coco.py), so they train the box head and
+    never teach the mask head an empty mask.
+
+    torchvision computes the mask loss inside ``forward`` with no way to weight instances, so
+    in training the parent runs with its mask branch off (``has_mask``), its sampled proposals
+    are kept from ``select_training_samples``, and the mask branch runs here on the positives
+    that match an object with a mask, through torchvision's own ``maskrcnn_loss``. Targets
+    without ``has_mask`` (every object has a mask) give torchvision's loss exactly.
+    """
+
+    _mask_branch = True
+    _samples: tuple[Any, ...] | None = None
+
+    def has_mask(self) -> bool:
+        return self._mask_branch and super().has_mask()
+
+    def select_training_samples(
+        self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None
+    ) -> tuple[Any, ...]:
+        self._samples = super().select_training_samples(proposals, targets)
+        return self._samples
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[torch.Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+    ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        if not self.training or not super().has_mask():
+            return super().forward(features, proposals, image_shapes, targets)
+        self._mask_branch = False
+        try:
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+        finally:
+            self._mask_branch = True
+        assert self._samples is not None and targets is not None
+        sampled, matched_idxs, labels, _ = self._samples
+        self._samples = None
+        mask_proposals, matched = [], []
+        for boxes, idxs, image_labels, target in zip(
+            sampled, matched_idxs, labels, targets, strict=True
+        ):
+            positive = image_labels > 0
+            if "has_mask" in target and len(target["has_mask"]):
+                positive &= target["has_mask"][idxs.clamp(min=0)]
+            mask_proposals.append(boxes[positive])
+            matched.append(idxs[positive])
+        mask_features = self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes))
+        mask_logits = self.mask_predictor(mask_features)
+        losses["loss_mask"] = maskrcnn_loss(
+            mask_logits,
+            mask_proposals,
+            [t["masks"] for t in targets],
+            [t["labels"] for t in targets],
+            matched,
+        )
+        return result, losses
+
+
 def build_model(
     model_settings: Mapping[str, Any],
     *,
@@ -165,7 +228,7 @@ def build_model(
     )
     box_pool, mask_pool = roi["box_pool_size"], roi["mask_pool_size"]
     mask_width = roi["mask_head_channels"]
-    return MaskRCNN(
+    model = MaskRCNN(
         backbone,
         num_classes=None,
         min_size=tuple(input_settings["min_size_train"]),
@@ -190,6 +253,9 @@ def build_model(
         mask_head=MaskRCNNHeads(fpn_channels, (mask_width,) * roi["mask_head_convs"], 1),
         mask_predictor=MaskRCNNPredictor(mask_width, mask_width, num_classes + 1),
     )
+    # the same heads and parameters (state dicts unchanged), with the box-only-aware mask loss
+    model.roi_heads.__class__ = BoxOnlyAwareRoIHeads
+    return model
 
 
 #: (module path, attribute, test setting) of everything that differs at test time

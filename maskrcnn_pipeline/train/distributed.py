@@ -80,6 +80,20 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics).
+
+    DDP sends rank 0's buffers to all at the start of each forward, and then every process
+    updates its own copy with its own batch: after a step the processes' BatchNorm statistics
+    differ. Anything that uses the model between steps on several processes (evaluation)
+    must first make them rank 0's, the model that is saved; the next forward would do the
+    same, so training is unchanged.
+    """
+    if info.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def parameters_digest(model: torch.nn.Module) -> str:
     """sha256 over every parameter's bytes: equal digests mean bit-identical weights."""
     digest = hashlib.sha256()

@@ -25,8 +25,10 @@ from maskrcnn_pipeline.inference.predict import (
     images_from_annotations,
     predict_entries,
 )
+from maskrcnn_pipeline.inference.sharding import Shard
 from maskrcnn_pipeline.metrics_log import EVAL_KEY
 from maskrcnn_pipeline.model.build import inference_mode
+from maskrcnn_pipeline.train.distributed import broadcast_buffers
 from maskrcnn_pipeline.train.loop import Hook, StepResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -90,18 +92,19 @@ class PeriodicEvaluation(Hook):
             trainer.finished_early = True
 
     def evaluate(self, trainer: Trainer) -> dict[str, dict[str, float]]:
-        """Sharded prediction on every process, metrics on rank 0, shared with all."""
+        """Prediction sharded by batches over every process, metrics on rank 0, shared
+        with all (the same path as the predict job's)."""
         info, model = trainer.dist, trainer.module
+        broadcast_buffers(model, info)  # every process evaluates the model rank 0 saves
         predictor = Predictor(model, self.categories, trainer.device, self.precision)
+        shard = Shard(info.rank, info.world_size)
         with inference_mode(model, self.test):
-            shard = self.entries[info.rank :: info.world_size]
-            results = predict_entries(predictor, shard, self.test["ims_per_batch"], self.workers)
-        if info.distributed:
-            gathered: list[Any] = [None] * info.world_size
-            dist.all_gather_object(gathered, results)
-            results = [detection for part in gathered for detection in part]
+            batch_size = self.test["ims_per_batch"]
+            results = predict_entries(
+                predictor, self.entries, batch_size, self.workers, shard=shard
+            )
         stats: list[Any] = [None]
-        if info.is_main:
+        if results is not None:
             evaluated = evaluate_coco(self.annotations, results, iou_types=("bbox", "segm"))
             stats = [evaluated.stats]
         if info.distributed:

@@ -59,6 +59,26 @@ def check_gpus(settings: Mapping[str, Any], visible: int, run: str | None = None
         )
 
 
+def prediction_layout(settings: Mapping[str, Any], visible: int) -> dict[str, int]:
+    """The processes of a predict job, on its one node: one per GPU of the run that the node
+    has, or the run's ``cpu_processes`` on a node without GPUs.
+
+    Unlike training, fewer GPUs than the run trained on is no error: the predictions do not
+    depend on how many processes make them (inference/sharding.py), so a model trained on a
+    cluster can be evaluated on a workstation; the log says how many are used.
+    """
+    wanted = settings["gpus"]
+    gpus = min(wanted, visible)
+    if gpus < wanted:
+        log.warning(
+            "the run has %d GPU(s) per node and this node %d: predicting with %s",
+            wanted,
+            visible,
+            f"{gpus} GPU process(es)" if gpus else f"{settings['cpu_processes']} CPU process(es)",
+        )
+    return {"nodes": 1, "gpus": gpus, "cpu_processes": settings["cpu_processes"]}
+
+
 def visible_gpus() -> int:
     import torch
 

@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from maskrcnn_pipeline.data.formats import dataset_fixes, split_layout
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.names import SAFE_NAME, SAFE_NAME_RULE, is_safe_name
 from maskrcnn_pipeline.nvidia import command as nvidia_command
@@ -26,6 +27,8 @@ from maskrcnn_pipeline.train.schedule import mlperf_warmup_problem
 from maskrcnn_pipeline.workflow import paths
 from maskrcnn_pipeline.workflow.params import run_config
 from maskrcnn_pipeline.workflow.schema import SCHEMA_PATH, load_schema
+
+__all__ = ["dataset_fixes"]  # the rules read a dataset's fixes through this module
 
 #: Synthetic datasets always have exactly these splits.
 SYNTHETIC_SPLITS = ("train", "val")
@@ -239,6 +242,8 @@ def _dataset_problems(config: Mapping[str, Any]) -> list[str]:
         for key in UNUSED_KEYS[source]:
             if key in entry:
                 problems.append(f"{where}.{key}: not used by source {source}; remove it")
+        if source != "synthetic":
+            problems += _layout_problems(config, name)
         if source == "download":
             for file, spec in entry.get("files", {}).items():
                 problems += _checksum_problems(f"{where}.files.{file}", spec)
@@ -249,9 +254,10 @@ def _dataset_problems(config: Mapping[str, Any]) -> list[str]:
                         f"{where}.files.{file}: {fetched[file][0]} defines a different file of "
                         f"that name; both would be data/downloads/{file}: rename one"
                     )
-            for split, paths in entry.get("splits", {}).items():
-                for key in ("images", "annotations"):
-                    problems += _relative_path_problems(f"{where}.splits.{split}.{key}", paths[key])
+            for split in entry.get("splits", {}):
+                for key, path in split_layout(entry, split).items():
+                    if path is not None:
+                        problems += _relative_path_problems(f"{where}.splits.{split}.{key}", path)
         if source == "folder":
             problems += _folder_problems(config, name)
     return problems
@@ -264,6 +270,30 @@ def _relative_path_problems(where: str, path: str) -> list[str]:
     return []
 
 
+def _layout_problems(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """Every split needs its two paths, from the config or the dataset's format; a download
+    dataset's annotation file cannot be where its prepared copy goes."""
+    entry, problems = config["datasets"][dataset], []
+    for split in entry.get("splits", {}):
+        where = f"datasets.{dataset}.splits.{split}"
+        layout = split_layout(entry, split)
+        for key, path in layout.items():
+            if path is None:
+                problems.append(
+                    f"{where}.{key}: missing; give it, or set datasets.{dataset}.format to the "
+                    "tool that exported the data (cvat, roboflow, labelstudio, labelme, "
+                    "fiftyone), which knows where the tool puts its files"
+                )
+        if entry["source"] == "download" and layout["annotations"] is not None:
+            unpacked = posixpath.normpath(f"{dataset_dir(dataset)}/{layout['annotations']}")
+            if unpacked == prepared_annotations(dataset, split):
+                problems.append(
+                    f"{where}.annotations: {unpacked} is where the prepared copy goes; unpack "
+                    "the archive elsewhere (files.<name>.unpack)"
+                )
+    return problems
+
+
 def _folder_problems(config: Mapping[str, Any], dataset: str) -> list[str]:
     """A folder source's links must never replace (or sit inside) the data they point at."""
     problems = []
@@ -272,7 +302,9 @@ def _folder_problems(config: Mapping[str, Any], dataset: str) -> list[str]:
         if split in RESERVED_SPLIT_NAMES:
             problems.append(f"{where}: the split name {split!r} is reserved; rename the split")
             continue
-        links = split_paths(config, dataset, split)
+        if None in split_layout(config["datasets"][dataset], split).values():
+            continue  # _layout_problems names it
+        links = source_split_paths(config, dataset, split)
         for key, target in split_sources(config, dataset, split).items():
             if _is_inside(target, links[key]):
                 problems.append(
@@ -367,33 +399,57 @@ def dataset_record(dataset: str) -> str:
     return f"{dataset_dir(dataset)}/dataset.json"
 
 
-def split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
-    """Where a split's images folder and annotation file are, whatever the source.
+def prepared_annotations(dataset: str, split: str) -> str:
+    """The prepare rule's copy of a split's annotations, the one every later stage reads."""
+    return f"{dataset_dir(dataset)}/annotations/{split}.json"
 
-    Always under data/<dataset>/, so that train, predict, evaluate and report see one shape:
-    generated data and a folder source's links use ``<split>/`` and ``annotations/<split>.json``;
-    a download dataset keeps its archives' layout (NVIDIA's ``train2017/``,
-    ``annotations/instances_train2017.json``), its split paths being relative to that folder.
-    """
+
+def prepare_changes(dataset: str, split: str) -> str:
+    """What the prepare rule changed in a split's annotations (read by validate)."""
+    return f"{dataset_dir(dataset)}/annotations/{split}.changes.json"
+
+
+def source_split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
+    """A split's images folder and annotation file as its source leaves them, under
+    data/<dataset>/: generated data and a folder source's links use ``<split>/`` and
+    ``annotations/source/<split>.json``; a download dataset keeps its archives' layout
+    (NVIDIA's ``train2017/``, ``annotations/instances_train2017.json``)."""
     entry, root = config["datasets"][dataset], dataset_dir(dataset)
     if entry["source"] == "download":
-        paths = entry["splits"][split]
-        return {
-            key: posixpath.normpath(f"{root}/{paths[key]}") for key in ("images", "annotations")
-        }
-    return {"images": f"{root}/{split}", "annotations": f"{root}/annotations/{split}.json"}
+        layout = split_layout(entry, split)
+        return {key: posixpath.normpath(f"{root}/{path}") for key, path in layout.items()}
+    return {"images": f"{root}/{split}", "annotations": f"{root}/annotations/source/{split}.json"}
+
+
+def split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
+    """Where train, predict, evaluate and report read a split, whatever the source: the
+    source's images folder and the prepared annotations (data/<dataset>/annotations/<split>.json,
+    written by the prepare rule from the source's file, which stays as it is)."""
+    return {
+        "images": source_split_paths(config, dataset, split)["images"],
+        "annotations": prepared_annotations(dataset, split),
+    }
+
+
+def original_split_paths(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
+    """A split's files as the user knows them (named in validation messages): a folder
+    source's own paths, else where its source put them."""
+    if config["datasets"][dataset]["source"] == "folder":
+        return split_sources(config, dataset, split)
+    return source_split_paths(config, dataset, split)
 
 
 def split_sources(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
-    """A folder source's split as configured: the paths its links in data/<dataset>/ point at.
+    """A folder source's split as configured (or as its format lays it out): the paths its
+    links in data/<dataset>/ point at.
 
     Relative paths start from the dataset's ``root`` (default: the working directory).
     """
     entry = config["datasets"][dataset]
-    paths = entry["splits"][split]
     root = entry.get("root", ".")
     return {
-        key: os.path.normpath(os.path.join(root, paths[key])) for key in ("images", "annotations")
+        key: os.path.normpath(os.path.join(root, str(path)))
+        for key, path in split_layout(entry, split).items()
     }
 
 
@@ -408,10 +464,9 @@ def download_files(config: Mapping[str, Any], dataset: str | None = None) -> dic
     return files
 
 
-def dataset_files(config: Mapping[str, Any], dataset: str) -> list[str]:
-    """The files of ``dataset`` as its source leaves them (what validate checks and
-    record_dataset reads): a download dataset's unpack manifests, else every split's images
-    folder and annotation file."""
+def source_files(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """The files of ``dataset`` as its source leaves them (what prepare reads): a download
+    dataset's unpack manifests, else every split's images folder and annotation file."""
     if config["datasets"][dataset]["source"] == "download":
         return [
             f"{dataset_dir(dataset)}/.unpacked/{file}.json"
@@ -420,7 +475,17 @@ def dataset_files(config: Mapping[str, Any], dataset: str) -> list[str]:
     return [
         path
         for split in dataset_splits(config, dataset)
-        for path in split_paths(config, dataset, split).values()
+        for path in source_split_paths(config, dataset, split).values()
+    ]
+
+
+def dataset_files(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """What validate checks and record_dataset reads: the source's files, every split's
+    prepared annotations and the prepare step's changes."""
+    return source_files(config, dataset) + [
+        path
+        for split in dataset_splits(config, dataset)
+        for path in (prepared_annotations(dataset, split), prepare_changes(dataset, split))
     ]
 
 

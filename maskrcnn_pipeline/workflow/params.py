@@ -49,7 +49,8 @@ TRAIN_KEYS = (
 #: Per stage, the dotted keys of its settings that cannot change its outputs: how many
 #: threads and workers, how often to log and checkpoint, how many checkpoints to keep, how
 #: long to wait for a batch, how workers hand over tensors. A resumed training continues the
-#: same weights whatever they are (train/run.py), and predictions do not depend on them.
+#: same weights whatever they are (train/run.py), and predictions do not depend on them; nor
+#: on how many processes share them (inference/sharding.py deals out whole batches).
 OPERATIONAL_KEYS: dict[str, tuple[str, ...]] = {
     "train": (
         "threads",
@@ -60,7 +61,7 @@ OPERATIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "dataloader.timeout",
         "dataloader.sharing_strategy",
     ),
-    "predict": ("threads",),
+    "predict": ("threads", "gpus", "cpu_processes"),
 }
 
 #: The stages whose settings are split (the kinds of scripts/train.py and predict.py).
@@ -85,6 +86,8 @@ def predict_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
         "precision": settings["precision"],
         "channels_last": settings["channels_last"],
         "threads": settings["threads"],
+        "gpus": settings["gpus"],
+        "cpu_processes": settings["cpu_processes"],
     }
 
 

@@ -1,4 +1,4 @@
-"""What the train job asks a cluster for, from its run's config.
+"""What the train and predict jobs ask a cluster for, from their run's config.
 
 Snakemake resources are names the Slurm executor plugin turns into sbatch flags (runtime ->
 -t, mem_mb -> --mem, gpu -> --gpus, gres -> --gres, nodes -> --nodes, tasks -> --ntasks;
@@ -72,8 +72,9 @@ def train_threads(run: Mapping[str, Any]) -> int:
     return max(1, run["threads"], run["dataloader"]["workers"] * max(1, run["gpus"]))
 
 
-def nvidia_eval_resources(run: Mapping[str, Any]) -> dict[str, int]:
-    """test_net.py's resources: the run's GPUs (TEST.IMS_PER_BATCH is split over them), host
-    memory for them, two hours."""
+def prediction_resources(run: Mapping[str, Any]) -> dict[str, int]:
+    """A job that predicts with a run's model (predict, infer, NVIDIA's test_net.py): the
+    run's GPUs (the images are shared over them), host memory for them, two hours."""
     gpus = run["gpus"]
-    return {"gpu": gpus, "mem_mb": run["resources"]["mem_mb_per_gpu"] * gpus, "runtime": 120}
+    memory = run["resources"]["mem_mb_per_gpu"] * max(1, gpus)
+    return {"gpu": gpus, "mem_mb": memory, "runtime": 120}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,19 @@ def resolve_split_settings(
     if kind not in STAGES:
         return copy.deepcopy(run_config(config, args.run)), {}
     return split_operational(stage_settings(config, args.run, kind), kind)
+
+
+def worker_arguments(
+    params: dict[str, Any], operational: dict[str, Any], options: dict[str, object | None]
+) -> list[str]:
+    """The arguments a script passes to the copies of itself that torchrun starts: the
+    settings it resolved (so every worker uses the same, and a config file is read once),
+    then each of ``options`` (flag -> value) that has a value."""
+    arguments = ["--settings", json.dumps(params), "--operational", json.dumps(operational)]
+    for flag, value in options.items():
+        if value is not None:
+            arguments += [flag, str(value)]
+    return arguments
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,8 +8,13 @@ import shlex
 from maskrcnn_pipeline.workflow.config import (
     checksum_options,
     dataset_dir,
+    dataset_fixes,
     download_files,
+    original_split_paths,
+    prepare_changes,
     remote_url,
+    source_files,
+    source_split_paths,
     split_sources,
     validation_report,
 )
@@ -77,9 +82,69 @@ def link_target(key):
     ]
 
 
+def all_splits():
+    """Every split name of every dataset (the prepare rule's wildcard constraint)."""
+    return [
+        split for name in config["datasets"] for split in dataset_splits(config, name)
+    ]
+
+
+def prepare_input(wildcards):
+    """What prepare reads: the split's files as the source leaves them (a download dataset:
+    its unpack manifests, which stand for the unpacked files)."""
+    if config["datasets"][wildcards.dataset]["source"] == "download":
+        return source_files(config, wildcards.dataset)
+    return list(source_split_paths(config, wildcards.dataset, wildcards.split).values())
+
+
+def source_of(key):
+    """Params function: the split's images folder or annotation file as the source leaves it."""
+    return lambda wildcards: source_split_paths(
+        config, wildcards.dataset, wildcards.split
+    )[key]
+
+
+def original_of(key):
+    """Params function: the split's images folder or annotation file as the user knows it."""
+    return lambda wildcards: original_split_paths(
+        config, wildcards.dataset, wildcards.split
+    )[key]
+
+
+def prepare_flags(wildcards):
+    """prepare_dataset.py's fixes: the dataset's own keys, else its format's (data/formats.py);
+    as params, a changed fix prepares the split again (and reruns what reads it)."""
+    fixes = dataset_fixes(config["datasets"][wildcards.dataset])
+    return shlex.join(
+        arg
+        for key, value in sorted(fixes.items())
+        for arg in (f"--{key.replace('_', '-')}", value)
+    )
+
+
 def dataset_input(wildcards):
-    """What validate checks and record_dataset reads, as the dataset's source leaves it."""
+    """What validate checks and record_dataset reads: the source's files, the prepared
+    annotations and the prepare step's changes."""
     return dataset_files(config, wildcards.dataset)
+
+
+def original_args(wildcards):
+    """validate_dataset.py's --original (the user's paths, for its messages), --changes (the
+    prepare step's) and --train-split (the splits a run trains on) of {dataset}."""
+    dataset = wildcards.dataset
+    args = []
+    for split in dataset_splits(config, dataset):
+        paths = original_split_paths(config, dataset, split)
+        args += ["--original", split, paths["images"], paths["annotations"]]
+        args += ["--changes", split, prepare_changes(dataset, split)]
+    trained = {
+        run["train_split"]
+        for run in config["runs"].values()
+        if run["dataset"] == dataset
+    }
+    for split in sorted(trained):
+        args += ["--train-split", split]
+    return shlex.join(args)
 
 
 def dataset_split_args(wildcards):

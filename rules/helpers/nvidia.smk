@@ -97,13 +97,6 @@ def nvidia_provenance_settings(wildcards):
     )
 
 
-def nvidia_eval_resource(name):
-    """One of test_net.py's resources (workflow/resources.py: nvidia_eval_resources)."""
-    return lambda wildcards: job_resources.nvidia_eval_resources(
-        run_config(config, wildcards.run)
-    )[name]
-
-
 def nvidia_inference_benchmark_command(wildcards):
     """Params: inference_benchmark.sh's command for batch size {batch}."""
     settings = run_config(config, wildcards.run)

@@ -64,10 +64,18 @@ class CocoIndex:
     images: list[dict[str, Any]] = field(default_factory=list)
     categories: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    #: category id -> annotations, crowd, box_only and trainable instances
+    per_category: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-def check_coco(data: Any, problems: ProblemLog, *, bbox_tolerance: float) -> CocoIndex | None:
-    """Check a parsed annotation file; None when it is not COCO-shaped at all."""
+def check_coco(
+    data: Any, problems: ProblemLog, *, bbox_tolerance: float, box_only: str = "refuse"
+) -> CocoIndex | None:
+    """Check a parsed annotation file; None when it is not COCO-shaped at all.
+
+    ``box_only`` (data/formats.py) says whether a box-only object (``segmentation: []``) is an
+    error (refuse) or a box-head-only instance (skip_mask), counted per category.
+    """
     if not isinstance(data, dict):
         problems.add("not_coco", "the top level is not a JSON object")
         return None
@@ -81,7 +89,7 @@ def check_coco(data: Any, problems: ProblemLog, *, bbox_tolerance: float) -> Coc
     categories = _entries(data["categories"], "category", CATEGORY_KEYS, problems, index.categories)
     if not data["images"] or not data["categories"]:
         problems.add("empty", "the file has no images" if not data["images"] else "no categories")
-    checker = _AnnotationChecker(images, categories, problems, bbox_tolerance)
+    checker = _AnnotationChecker(images, categories, problems, bbox_tolerance, box_only)
     valid: list[dict[str, Any]] = []
     _entries(data["annotations"], "annotation", ANNOTATION_KEYS, problems, valid)
     for annotation in valid:
@@ -90,8 +98,19 @@ def check_coco(data: Any, problems: ProblemLog, *, bbox_tolerance: float) -> Coc
         "images": len(data["images"]),
         "annotations": len(data["annotations"]),
         "crowd_annotations": checker.crowd,
+        "box_only_annotations": checker.box_only,
         "categories": len(data["categories"]),
     }
+    index.per_category = {
+        category["id"]: dict(checker.category_counts[category["id"]])
+        for category in index.categories
+    }
+    if checker.box_only and box_only != "refuse":
+        problems.add(
+            "box_only",
+            f"{checker.box_only} box-only object(s): the mask loss ignores them",
+            count=checker.box_only,
+        )
     _coverage_warnings(index, checker, problems)
     return index
 
@@ -159,12 +178,16 @@ class _AnnotationChecker:
         categories: dict[int, dict[str, Any] | None],
         problems: ProblemLog,
         bbox_tolerance: float,
+        box_only: str,
     ) -> None:
         self.images, self.categories, self.problems = images, categories, problems
-        self.tolerance = bbox_tolerance
+        self.tolerance, self.refuse_box_only = bbox_tolerance, box_only == "refuse"
         self.per_image: Counter[int] = Counter()
         self.per_category: Counter[int] = Counter()
-        self.crowd = 0
+        self.category_counts: dict[int, Counter[str]] = {
+            i: Counter(annotations=0, crowd=0, box_only=0, trainable=0) for i in categories
+        }
+        self.crowd = self.box_only = 0
 
     def check(self, annotation: dict[str, Any]) -> None:
         image_id, category_id = annotation["image_id"], annotation["category_id"]
@@ -185,6 +208,7 @@ class _AnnotationChecker:
                 "iscrowd_invalid", f"iscrowd is {annotation['iscrowd']}, not 0 or 1", **ids
             )
         self.crowd += annotation["iscrowd"] == 1
+        self._count(annotation)
         if annotation["area"] <= 0:
             self.problems.add("area_not_positive", f"area is {annotation['area']}", **ids)
         self._bbox(annotation["bbox"], image, ids)
@@ -193,6 +217,19 @@ class _AnnotationChecker:
             self._polygons(segmentation, ids)
         else:
             self._rle(segmentation, image, ids)
+
+    def _count(self, annotation: dict[str, Any]) -> None:
+        """Per category: what training gets of it (coco.py: not crowd, a box of >= 1 px)."""
+        counts = self.category_counts.get(annotation["category_id"])
+        if counts is None:
+            return
+        counts["annotations"] += 1
+        crowd = annotation["iscrowd"] == 1
+        counts["crowd"] += crowd
+        box_only = annotation["segmentation"] == []
+        counts["box_only"] += box_only
+        _, _, width, height = annotation["bbox"]
+        counts["trainable"] += not crowd and width >= 1 and height >= 1
 
     def _bbox(self, bbox: list[float], image: dict[str, Any] | None, ids: dict[str, Any]) -> None:
         x, y, width, height = bbox
@@ -219,7 +256,14 @@ class _AnnotationChecker:
 
     def _polygons(self, polygons: list[Any], ids: dict[str, Any]) -> None:
         if not polygons:
-            self.problems.add("segmentation_empty", "the segmentation is an empty list", **ids)
+            self.box_only += 1
+            if self.refuse_box_only:
+                self.problems.add(
+                    "segmentation_empty",
+                    "segmentation is [] (a box-only object: CVAT, Label Studio and Roboflow "
+                    "export rectangles so) and box_only is refuse",
+                    **ids,
+                )
         for number, polygon in enumerate(polygons):
             if not isinstance(polygon, list) or not all(map(_is_number, polygon)):
                 message = f"polygon {number} is not a list of numbers: {_short(polygon)}"

@@ -37,14 +37,24 @@ def check_image_files(
     *,
     decode: bool = False,
     workers: int = 4,
+    shown_dir: Path | None = None,
 ) -> None:
-    """Add a problem for every image that is missing, unreadable or of another size."""
+    """Add a problem for every image that is missing, unreadable or of another size.
+
+    Messages name files under ``shown_dir`` (the user's own folder, default ``images_dir``),
+    not the links in data/<dataset>/ that the workflow reads them through.
+    """
     if not images_dir.is_dir():
-        problems.add("image_missing", f"the images folder {images_dir} does not exist")
+        shown = shown_dir or images_dir
+        problems.add("image_missing", f"the images folder {shown} does not exist")
         return
 
     def inspect(image: dict[str, Any]) -> tuple[str, str] | None:
-        return _inspect(images_dir, image, decode)
+        problem = _inspect(images_dir, image, decode)
+        if problem and shown_dir is not None:
+            kind, message = problem
+            return kind, message.replace(str(images_dir), str(shown_dir))
+        return problem
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # map keeps the annotation file's order: the examples are the first problems in it

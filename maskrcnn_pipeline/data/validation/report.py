@@ -20,7 +20,7 @@ from typing import Any
 from maskrcnn_pipeline.data.categories import Categories
 from maskrcnn_pipeline.data.validation.annotations import CocoIndex, check_coco
 from maskrcnn_pipeline.data.validation.images import check_image_files
-from maskrcnn_pipeline.data.validation.problems import ERRORS, WARNINGS, ProblemLog
+from maskrcnn_pipeline.data.validation.problems import ERRORS, WARNINGS, ProblemLog, fix_of
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import write_json_atomic
 
@@ -32,11 +32,21 @@ MESSAGE_EXAMPLES = 3
 
 @dataclass(frozen=True)
 class Split:
-    """One split to check: its images folder and annotation file."""
+    """One split to check: its images folder and (prepared) annotation file; the user's own
+    paths they come from (named in every message); the prepare step's changes file; whether a
+    run trains on it (then every category needs a trainable instance)."""
 
     name: str
     images: Path
     annotations: Path
+    original_images: Path | None = None
+    original_annotations: Path | None = None
+    changes: Path | None = None
+    trains: bool = False
+
+    def shown(self) -> tuple[Path, Path]:
+        """(images, annotations) as the user knows them."""
+        return self.original_images or self.images, self.original_annotations or self.annotations
 
 
 @dataclass(frozen=True)
@@ -61,13 +71,13 @@ def validate_dataset(
     mapping: list[dict[str, Any]] | None = None
     for split in splits:
         problems = ProblemLog(settings.max_examples)
-        index, digest = _check_split(split, problems, settings)
+        index, digest, changes = _check_split(name, split, problems, settings)
         categories = _category_mapping(index)
         if index is not None and mapping is None:
             mapping = categories
         elif index is not None and categories != mapping:
             problems.add("categories_differ", _difference(mapping or [], categories, splits[0]))
-        reports[split.name] = _split_report(split, index, digest, problems)
+        reports[split.name] = _split_report(split, index, digest, problems, changes)
     errors = sum(kind["count"] for r in reports.values() for kind in r["errors"].values())
     warnings = sum(kind["count"] for r in reports.values() for kind in r["warnings"].values())
     return {
@@ -111,7 +121,8 @@ def write_report(report: dict[str, Any], out: str | os.PathLike[str]) -> None:
     raise PipelineError(
         f"dataset {report['dataset']!r}: {report['error_count']} error(s) in its annotations "
         f"or images; training would crash or learn from broken labels. Fix the files (or the "
-        f"dataset's paths in the config) and run again. Full report: {failed}\n{lines}"
+        f"dataset's settings in the config: each kind says how) and run again; your files are "
+        f"never modified. Full report: {failed}\n{lines}"
     )
 
 
@@ -122,11 +133,13 @@ def summary_lines(report: dict[str, Any], severity: str) -> list[str]:
     for name, split in report["splits"].items():
         if not split[severity]:
             continue
-        lines.append(f"  split {name} ({split['paths']['annotations']}):")
+        shown = split.get("original", split["paths"])
+        lines.append(f"  split {name} ({shown['annotations']}, images in {shown['images']}):")
         for kind, entry in split[severity].items():
             lines.append(f"    {kind}: {entry['count']} ({meanings[kind]})")
             for example in entry["examples"][:MESSAGE_EXAMPLES]:
                 lines.append(f"      - {_describe(example)}")
+            lines.append(f"      what to do: {fix_of(kind, report['dataset'])}")
     return lines
 
 
@@ -142,11 +155,18 @@ def _describe(example: dict[str, Any]) -> str:
 
 
 def _check_split(
-    split: Split, problems: ProblemLog, settings: ValidationSettings
-) -> tuple[CocoIndex | None, str | None]:
-    """Check the annotation file, then its image files; also return the file's sha256."""
+    dataset: str, split: Split, problems: ProblemLog, settings: ValidationSettings
+) -> tuple[CocoIndex | None, str | None, dict[str, Any]]:
+    """Check the annotation file, then its image files; also return the file's sha256 and
+    what the prepare step changed (``{}`` without a changes file)."""
+    prepared = _read_changes(split.changes)
+    box_only = prepared.get("settings", {}).get("box_only", "refuse")
     data, digest = _read_json(split.annotations, problems)
-    index = check_coco(data, problems, bbox_tolerance=settings.bbox_tolerance) if data else None
+    index = None
+    if data:
+        index = check_coco(
+            data, problems, bbox_tolerance=settings.bbox_tolerance, box_only=box_only
+        )
     if index is not None:
         check_image_files(
             split.images,
@@ -154,8 +174,73 @@ def _check_split(
             problems,
             decode=settings.decode_images,
             workers=settings.workers,
+            shown_dir=split.original_images,
         )
-    return index, digest
+        _prepare_warnings(prepared.get("changes", {}), problems)
+        if split.trains:
+            _trainable_errors(dataset, split, index, prepared.get("settings", {}), problems)
+    return index, digest, prepared
+
+
+def _read_changes(path: Path | None) -> dict[str, Any]:
+    """The prepare step's changes file (scripts/prepare_dataset.py), or {} without one."""
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: cannot read the prepare step's changes ({exc})") from exc
+
+
+def _prepare_warnings(changes: dict[str, Any], problems: ProblemLog) -> None:
+    """What the prepare step changed, as warnings with counts (nothing changes silently)."""
+    for kind, key in (
+        ("placeholder_category_dropped", "categories_dropped"),
+        ("placeholder_category_kept", "placeholder_categories_kept"),
+    ):
+        for entry in changes.get(key, []):
+            problems.add(kind, f"category {entry['id']} ({entry['name']!r}): {entry['why']}")
+    for kind, key, what in (
+        ("image_size_filled", "image_sizes_filled", "image(s) got width/height from the file"),
+        ("area_recomputed", "areas_recomputed", "area(s) set to the mask's area"),
+    ):
+        if changes.get(key):
+            problems.add(kind, f"{changes[key]} {what}", count=changes[key])
+
+
+def _trainable_errors(
+    dataset: str,
+    split: Split,
+    index: CocoIndex,
+    prepared_settings: dict[str, Any],
+    problems: ProblemLog,
+) -> None:
+    """A category training would never see is an error naming why and the line that fixes it."""
+    for category in index.categories:
+        counts = index.per_category.get(category["id"], {})
+        if counts.get("trainable"):
+            continue
+        name, total, crowd = category["name"], counts.get("annotations", 0), counts.get("crowd", 0)
+        where = f"datasets.{dataset}"
+        if not total:
+            cause = f"category {category['id']} ({name!r}) has no annotation in split {split.name}"
+            fix = (
+                f"annotate it, remove it from `categories`, or, if it is a tool's placeholder, "
+                f"set {where}.placeholder_categories: drop"
+            )
+        elif crowd == total and prepared_settings.get("crowd", "ignore") == "ignore":
+            cause = (
+                f"all {total} {name!r} annotations are iscrowd=1, as CVAT exports masks, and "
+                f"crowd objects are ignored regions"
+            )
+            fix = f"set {where}.crowd: instances (or {where}.format: cvat)"
+        else:
+            cause = (
+                f"none of the {total} {name!r} annotations is trainable ({crowd} iscrowd=1, the "
+                f"rest with a box under 1 px)"
+            )
+            fix = f"redraw them, or set {where}.crowd: instances if the crowd ones are objects"
+        problems.add("category_not_trainable", f"{cause}; fix: {fix}")
 
 
 def _read_json(path: Path, problems: ProblemLog) -> tuple[Any, str | None]:
@@ -188,12 +273,26 @@ def _difference(first: list[dict[str, Any]], other: list[dict[str, Any]], refere
 
 
 def _split_report(
-    split: Split, index: CocoIndex | None, digest: str | None, problems: ProblemLog
+    split: Split,
+    index: CocoIndex | None,
+    digest: str | None,
+    problems: ProblemLog,
+    prepared: dict[str, Any],
 ) -> dict[str, Any]:
+    images, annotations = split.shown()
+    per_category = []
+    if index is not None:
+        per_category = [
+            {"id": c["id"], "name": c["name"], **index.per_category.get(c["id"], {})}
+            for c in sorted(index.categories, key=lambda c: c["id"])
+        ]
     return {
         "paths": {"images": str(split.images), "annotations": str(split.annotations)},
+        "original": {"images": str(images), "annotations": str(annotations)},
         "annotations_sha256": digest,
         "counts": index.counts if index else {},
+        "categories": per_category,
+        "prepared": prepared,
         "errors": problems.summary(ERRORS),
         "warnings": problems.summary(WARNINGS),
     }
