@@ -32,6 +32,7 @@ TRAIN_KEYS = (
     "gpus",
     "nodes",
     "cpu_processes",
+    "rendezvous",
     "eval_period",
     "early_stop",
     "precision",
@@ -59,6 +60,8 @@ OPERATIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "dataloader.workers",
         "dataloader.timeout",
         "dataloader.sharing_strategy",
+        "rendezvous.port",
+        "rendezvous.timeout",
     ),
     "predict": ("threads",),
 }
