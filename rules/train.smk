@@ -2,9 +2,10 @@
 # with torchrun when the run has several processes (scripts/train.py starts it). Resume state
 # lives in results/<run>/train/checkpoints/, which is not a declared output, so a failed,
 # preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
-# checkpoint. The log is appended across attempts. Training waits for the dataset's record
-# and its validation report (errors stop the run before training). Settings that cannot
-# change the model reach it as --operational.
+# checkpoint. Snakemake deletes the log before each attempt; with several processes, each
+# one's output of every attempt stays in results/<run>/train/rank_logs/ (train/launch.py).
+# Training waits for the dataset's record and its validation report (errors stop the run
+# before training). Settings that cannot change the model reach it as --operational.
 
 
 include: "helpers/train.smk"
