@@ -149,6 +149,15 @@ def leftovers(cluster: LocalSlurm) -> dict[str, list[str]]:
     return {name: commands for name, commands in found.items() if commands}
 
 
+def assert_nothing_left(cluster: LocalSlurm, timeout: float = 120) -> None:
+    """Every process of the job ends on both nodes (Slurm kills what outlives a step)."""
+    deadline = time.monotonic() + timeout
+    while leftovers(cluster) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not leftovers(cluster), f"left behind after {timeout} s: {leftovers(cluster)}"
+    cluster.wait_idle()
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -264,8 +273,7 @@ def test_preempted_then_a_lost_node_the_retries_end_with_the_same_weights(
     ).stdout
     assert "Restarts=1" in details and "JobState=COMPLETED" in details, details  # requeued once
     assert_bit_identical(workdir / TRAIN_TARGET, reference / TRAIN_TARGET)
-    wait_for(lambda: not leftovers(cluster), "the nodes' processes to end", timeout=30)
-    cluster.wait_idle()
+    assert_nothing_left(cluster)
     (workdir / "retries.txt").write_text(
         f"sbatch calls: {len(sbatch_calls(output, 'train'))}, Slurm logs: "
         f"{[log.name for log in slurm_logs(workdir, 'train')]}, resumes: {resumes}\n"
@@ -310,5 +318,4 @@ def test_a_node_that_never_joins_fails_the_attempt_within_the_rendezvous_timeout
     (workdir / "rendezvous-failure.txt").write_text(f"{failed_after:.1f} s: {message.group(0)}\n")
     assert snakemake.returncode == 0, output[-6000:]
     assert_bit_identical(workdir / TRAIN_TARGET, reference / TRAIN_TARGET)
-    wait_for(lambda: not leftovers(cluster), "the nodes' processes to end", timeout=60)
-    cluster.wait_idle()
+    assert_nothing_left(cluster)
