@@ -6,8 +6,8 @@ module runs as a child so that Slurm's signals (SIGTERM at preemption or the tim
 SIGUSR1 from ``--signal``) reach every worker as SIGTERM, and the workers save a checkpoint
 before they exit. Multi-node runs are started by ``srun`` (one launcher per node) and meet
 through torchrun's c10d rendezvous on the job's first node, within the run's
-``rendezvous.timeout``: a node that never joins fails the job with a message naming it, never
-a job that waits until its time limit.
+``rendezvous.timeout``: a node that never joins fails the attempt with a message naming it,
+instead of a job that waits until its time limit.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -195,7 +196,7 @@ def rendezvous_failure(
 ) -> PipelineError:
     """What a launcher says when its torchrun ended before the nodes met: which node waited
     for which, how long, and the setting that bounds it."""
-    here = env.get("SLURMD_NODENAME") or env.get("HOSTNAME", "this node")
+    here = env.get("SLURMD_NODENAME") or socket.gethostname()
     nodes = hosts_of(env["SLURM_JOB_NODELIST"])
     endpoint = f"{rendezvous_host(env)}:{settings['rendezvous']['port']}"
     timeout = settings["rendezvous"]["timeout"]
