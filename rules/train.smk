@@ -2,11 +2,12 @@
 # with torchrun when the run has several processes (scripts/train.py starts it). Resume state
 # lives in results/<run>/train/checkpoints/, which is not a declared output, so a failed,
 # preempted or killed job never loses it: `retries` (and any rerun) resumes from the last
-# checkpoint. The log is appended across attempts. Training waits for the dataset's record
-# and its validation report (errors stop the run before training). Settings that cannot
-# change the model reach it as --operational. A data error (an unreadable image) is not
-# retried: the failed attempt records it and the retry (--attempt 2, 3) stops at once
-# (maskrcnn_pipeline/train/data_error.py).
+# checkpoint. Snakemake deletes the log before each attempt; with several processes, each
+# one's output of every attempt stays in results/<run>/train/rank_logs/ (train/launch.py).
+# Training waits for the dataset's record and its validation report (errors stop the run
+# before training). Settings that cannot change the model reach it as --operational. A data
+# error (an unreadable image) is not retried: the failed attempt records it and the retry
+# (--attempt 2, 3) stops at once (maskrcnn_pipeline/train/data_error.py).
 
 
 include: "helpers/train.smk"

@@ -50,7 +50,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--out-dir",
         type=Path,
         required=True,
-        help="writes model_final.pth, metrics.jsonl, provenance.json; checkpoints/ inside",
+        help="writes model_final.pth, metrics.jsonl, provenance.json; checkpoints/ inside "
+        "(and rank_logs/, each process's output, when torchrun runs several)",
     )
     parser.add_argument(
         "--stop-when-orphaned",
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from maskrcnn_pipeline.train import launch
 
     if launch.under_torchrun(os.environ):
+        launch.mark_joined(os.environ)
         return run_training(args, params, operational)
     before_attempt(args.out_dir, args.attempt)
     launch.check_gpus(settings, launch.visible_gpus(), run=args.run)
@@ -100,9 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with lock:
         if launch.needs_torchrun(settings):
             command = launch.torchrun_command(
-                settings, __file__, worker_args(args, params, operational), os.environ
+                settings,
+                __file__,
+                worker_args(args, params, operational),
+                os.environ,
+                log_dir=args.out_dir / launch.RANK_LOGS,
             )
-            return launch.run_forwarding_signals(command)
+            return launch.run_torchrun(settings, command, run=args.run)
         return run_training(args, params, operational)
 
 

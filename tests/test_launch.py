@@ -14,7 +14,15 @@ import torch
 import yaml
 
 from maskrcnn_pipeline.errors import PipelineError
-from maskrcnn_pipeline.train.launch import check_gpus, first_host, rendezvous_args, torchrun_command
+from maskrcnn_pipeline.train.launch import (
+    check_gpus,
+    first_host,
+    hosts_of,
+    rendezvous_args,
+    rendezvous_failure,
+    run_torchrun,
+    torchrun_command,
+)
 from maskrcnn_pipeline.workflow.code_inputs import code_digest, train_code
 from maskrcnn_pipeline.workflow.config import validate_config
 from maskrcnn_pipeline.workflow.params import train_settings
@@ -96,20 +104,68 @@ def test_gpu_check_and_rendezvous_arguments() -> None:
     ]
 
 
+#: A run's rendezvous settings as the schema's defaults give them.
+RENDEZVOUS = {"port": 29500, "timeout": 300}
+
+
 def test_multi_node_rendezvous_from_slurm_environment() -> None:
     assert first_host("gpu[01-04,07],cpu1") == "gpu01"
     assert first_host("node7") == "node7"
+    assert hosts_of("gpu[01-02,07],cpu1,mrcnn-n[1-2]") == [
+        *("gpu01", "gpu02", "gpu07", "cpu1"),
+        *("mrcnn-n1", "mrcnn-n2"),
+    ]
+    with pytest.raises(PipelineError, match="not a Slurm node list"):
+        hosts_of("gpu[a-b]")
+    settings = {"nodes": 2, "rendezvous": {"port": 29600, "timeout": 45}}
     env = {"SLURM_JOB_NODELIST": "gpu[12-13]", "SLURM_NNODES": "2", "SLURM_JOB_ID": "99"}
-    assert rendezvous_args({"nodes": 2}, env) == [
+    assert rendezvous_args(settings, env) == [
         "--nnodes=2",
         "--rdzv-backend=c10d",
-        "--rdzv-endpoint=gpu12:29500",
+        "--rdzv-endpoint=gpu12:29600",
         "--rdzv-id=99",
+        "--rdzv-conf=join_timeout=45,read_timeout=45",
     ]
     env["SLURM_LAUNCH_NODE_IPADDR"] = "10.0.0.5"
-    assert "--rdzv-endpoint=10.0.0.5:29500" in rendezvous_args({"nodes": 2}, env)
+    assert "--rdzv-endpoint=10.0.0.5:29600" in rendezvous_args(settings, env)
     with pytest.raises(PipelineError, match="the Slurm job has 3"):
-        rendezvous_args({"nodes": 2}, {**env, "SLURM_NNODES": "3"})
+        rendezvous_args(settings, {**env, "SLURM_NNODES": "3"})
+
+
+def test_a_rendezvous_failure_names_the_nodes_and_the_timeout() -> None:
+    settings = {"nodes": 3, "rendezvous": RENDEZVOUS}
+    env = {"SLURM_JOB_NODELIST": "gpu[12-14]", "SLURM_JOB_ID": "99", "SLURMD_NODENAME": "gpu12"}
+    first = str(rendezvous_failure(settings, {**env, "SLURM_NODEID": "0"}, "r50", 301))
+    assert first.startswith("runs.r50.rendezvous: the 3 nodes of Slurm job 99 (gpu12, gpu13")
+    assert "within rendezvous.timeout = 300 s (301 s" in first
+    assert "node gpu12 waited for gpu13, gpu14" in first and "gpu12:29500" in first
+    env.update(SLURMD_NODENAME="gpu14", SLURM_NODEID="2")
+    other = str(rendezvous_failure(settings, env, "r50", 300))
+    assert "node gpu14 could not join the first node (gpu12) at gpu12:29500" in other
+
+
+@pytest.mark.parametrize(
+    ("worker", "raises"),
+    [
+        ("import sys; sys.exit(3)", True),  # exits before any worker ran: no rendezvous
+        ("import os, sys; open(os.environ['MASKRCNN_RENDEZVOUS_JOINED'], 'w'); sys.exit(3)", False),
+    ],
+    ids=["never-met", "met-then-failed"],
+)
+def test_only_a_torchrun_whose_workers_never_started_is_a_rendezvous_failure(
+    monkeypatch: pytest.MonkeyPatch, worker: str, raises: bool
+) -> None:
+    """run_torchrun tells them apart by the file each worker touches (mark_joined)."""
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "n[1-2]")
+    monkeypatch.setenv("SLURMD_NODENAME", "n1")
+    settings = {"nodes": 2, "rendezvous": RENDEZVOUS}
+    command = [sys.executable, "-c", worker]
+    if raises:
+        with pytest.raises(PipelineError, match="node n1 waited for n2"):
+            run_torchrun(settings, command, run="tiny")
+    else:
+        assert run_torchrun(settings, command, run="tiny") == 3
+    assert run_torchrun({**settings, "nodes": 1}, [sys.executable, "-c", worker]) == 3
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

@@ -49,9 +49,10 @@ def test_operational_settings_leave_the_training_params(config: dict) -> None:
         "log_period": 20,
         "checkpoint": {"period": 2500, "keep": 3},
         "dataloader": {"workers": 4, "timeout": 600, "sharing_strategy": "file_descriptor"},
+        "rendezvous": {"port": 29500, "timeout": 300},
     }
     assert "threads" not in params and "log_period" not in params
-    assert "checkpoint" not in params  # it held only operational keys
+    assert "checkpoint" not in params and "rendezvous" not in params  # only operational keys
     assert params["dataloader"] == {
         "cache_images": False,
         "aspect_ratio_grouping": True,

@@ -22,8 +22,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.container import Apptainer, executed_rules, rule_of, workflow_copy
-from tests.support.paths import BIN
-from tests.support.slurm_cluster import LocalSlurm, local_slurm, why_not_runnable
+from tests.support.slurm_cluster import (
+    LocalSlurm,
+    local_slurm,
+    profile_command,
+    sbatch_calls,
+    slurm_logs,
+    submitted,
+    why_not_runnable,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -69,23 +76,8 @@ def slurm_run(
     fail_first_attempt(workdir / "scripts" / "evaluate.py")
     apptainer = Apptainer(root)  # profiles/slurm runs the jobs in the image
     env = apptainer.env()
-    command = [
-        "timeout",
-        "-k",
-        "10",
-        str(TIMEOUT_S),
-        str(BIN / "snakemake"),
-        "--profile",
-        "profiles/slurm",
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--verbose",  # prints each sbatch call
-        # the tiny run is a CPU run; one GPU for predict shows a GPU request reaching a job
-        "--set-resources",
-        "predict:gpu=1",
-    ]
+    # the tiny run is a CPU run; one GPU for predict shows a GPU request reaching a job
+    command = profile_command(TIMEOUT_S, "--set-resources", "predict:gpu=1")
     result = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT_S + 30
     )
@@ -95,27 +87,6 @@ def slurm_run(
         + (result.stdout + result.stderr)[-6000:]
     )
     return workdir, result, apptainer
-
-
-#: An sbatch call as the plugin logs it (--verbose); its --comment names the rule.
-SBATCH = r"^sbatch call: (sbatch .*--comment rule_({rule})(?:_wildcards_\S+)?\s.*)$"
-
-
-def sbatch_calls(result: subprocess.CompletedProcess[str], rule: str) -> list[str]:
-    pattern = SBATCH.format(rule=re.escape(rule))
-    return [call for call, _ in re.findall(pattern, result.stderr, flags=re.MULTILINE)]
-
-
-def submitted(result: subprocess.CompletedProcess[str]) -> Counter[str]:
-    """sbatch calls per rule (a retried job counts twice)."""
-    pattern = SBATCH.format(rule=r"\w+?")
-    return Counter(rule for _, rule in re.findall(pattern, result.stderr, flags=re.MULTILINE))
-
-
-def slurm_logs(workdir: Path, rule: str) -> list[Path]:
-    """.snakemake/slurm_logs/rule_<rule>/[<wildcards>/]<jobid>.log, in job id order."""
-    folder = workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}"
-    return sorted(folder.rglob("*.log"), key=lambda log: int(log.stem))
 
 
 def test_the_pipeline_completes_through_slurm(slurm_run) -> None:
@@ -133,9 +104,9 @@ def test_every_job_went_through_sbatch(slurm_run) -> None:
     executed = executed_rules(result.stdout + result.stderr)
     # the image is built once on the submitting host, not as a cluster job
     assert executed.pop("build_image") == 1
-    assert not sbatch_calls(result, "build_image") and not slurm_logs(workdir, "build_image")
+    assert not sbatch_calls(result.stderr, "build_image") and not slurm_logs(workdir, "build_image")
     assert set(CORE) <= set(executed)
-    assert set(submitted(result)) == set(executed)
+    assert set(submitted(result.stderr)) == set(executed)
     for rule in executed:
         logs = slurm_logs(workdir, rule)
         assert logs and all(log.stat().st_size > 0 for log in logs), rule
@@ -143,7 +114,7 @@ def test_every_job_went_through_sbatch(slurm_run) -> None:
 
 def test_train_asks_for_what_its_run_config_says(slurm_run) -> None:
     _, result, _ = slurm_run
-    (call,) = sbatch_calls(result, "train")
+    (call,) = sbatch_calls(result.stderr, "train")
     flags = call.split()
     # tests/data/tiny.yaml: a CPU run (gpus 0), one node, one thread, default resources
     assert flags[flags.index("-t") + 1] == "720"
@@ -155,24 +126,24 @@ def test_train_asks_for_what_its_run_config_says(slurm_run) -> None:
 
 def test_a_gpu_request_reaches_the_job_as_cuda_visible_devices(slurm_run) -> None:
     workdir, result, _ = slurm_run
-    (call,) = sbatch_calls(result, "predict")
+    (call,) = sbatch_calls(result.stderr, "predict")
     assert "--gpus=1" in call.split()  # --set-resources predict:gpu=1
     log = (workdir / "results" / "logs" / "predict" / "tiny.val.log").read_text()
     # the job logs what it was given; torch sees no real GPU behind it and uses the CPU
     assert re.search(r"SLURM_JOB_ID=\d+ CUDA_VISIBLE_DEVICES=[01]\b", log), log[:500]
     for rule in ("generate_synthetic_dataset", "evaluate", "report"):
-        assert "--gpus" not in " ".join(sbatch_calls(result, rule))
+        assert "--gpus" not in " ".join(sbatch_calls(result.stderr, rule))
 
 
 def test_a_job_that_fails_once_is_retried(slurm_run) -> None:
     workdir, result, _ = slurm_run
-    assert len(sbatch_calls(result, "evaluate")) == 2  # submitted again after failing
+    assert len(sbatch_calls(result.stderr, "evaluate")) == 2  # submitted again after failing
     first, second = (log.read_text() for log in slurm_logs(workdir, "evaluate"))
     assert "--attempt 1" in first and "returned non-zero exit status" in first
     assert "--attempt 2" in second and "returned non-zero exit status" not in second
     assert (workdir / "results" / "evaluate-failed-once").is_file()
     assert (workdir / "results" / "tiny" / "eval" / "val" / "metrics.json").is_file()
-    others = submitted(result)
+    others = submitted(result.stderr)
     del others["evaluate"]
     assert others.pop("prepare") == 2  # one job per split
     assert set(others.values()) == {1}  # one job each on the tiny config, none retried
@@ -183,7 +154,7 @@ def test_cluster_jobs_ran_in_the_image_and_recorded_its_digest(slurm_run) -> Non
     execs = apptainer.calls("exec")
     assert all("--nv" in argv and "results/container/maskrcnn.sif" in argv for argv in execs)
     # every submitted job (evaluate twice) ran its command in the image
-    assert Counter(rule_of(argv[-1]) for argv in execs) == submitted(slurm_run[1])
+    assert Counter(rule_of(argv[-1]) for argv in execs) == submitted(slurm_run[1].stderr)
     image = workdir / "results" / "container" / "maskrcnn.sif"
     provenance = json.loads((workdir / "results/tiny/train/provenance.json").read_text())
     assert provenance["container"]["digest"] == (

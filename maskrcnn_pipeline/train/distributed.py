@@ -10,6 +10,7 @@ import gc
 import hashlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,14 @@ def init_distributed(use_cuda: bool) -> DistInfo:
         torch.cuda.set_device(info.local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    # one line per process: which node each rank ran on is in the training's log
+    log.info(
+        "process %d of %d (local rank %d) on %s",
+        info.rank,
+        info.world_size,
+        info.local_rank,
+        socket.gethostname(),
+    )
     return info
 
 

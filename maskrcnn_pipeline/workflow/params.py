@@ -32,6 +32,7 @@ TRAIN_KEYS = (
     "gpus",
     "nodes",
     "cpu_processes",
+    "rendezvous",
     "eval_period",
     "early_stop",
     "precision",
@@ -60,6 +61,8 @@ OPERATIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "dataloader.workers",
         "dataloader.timeout",
         "dataloader.sharing_strategy",
+        "rendezvous.port",
+        "rendezvous.timeout",
     ),
     "predict": ("threads", "gpus", "cpu_processes"),
 }
