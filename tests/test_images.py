@@ -196,24 +196,9 @@ def test_the_gpu_path_decodes_what_nvjpeg_cannot_on_the_cpu(tmp_path: Path) -> N
 
 def test_a_declared_size_other_than_the_decoded_one_is_a_data_error(tmp_path: Path) -> None:
     save_oriented(noise(10, 6), tmp_path / "p.jpg", 6)
-    coco = {
-        "images": [{"id": 1, "file_name": "p.jpg", "width": 6, "height": 10}],  # stored frame
-        "annotations": [
-            {
-                "id": 1,
-                "image_id": 1,
-                "category_id": 1,
-                "bbox": [0, 0, 3, 3],
-                "segmentation": [[0, 0, 3, 0, 3, 3]],
-                "area": 4.5,
-                "iscrowd": 0,
-            }
-        ],
-        "categories": [{"id": 1, "name": "thing"}],
-    }
-    (tmp_path / "a.json").write_text(json.dumps(coco))
+    dataset = one_image_dataset(tmp_path, "p.jpg", 6, 10, decode=True)  # the stored frame
     with pytest.raises(DataError, match=r"p\.jpg: the upright image is 10x6 pixels; .* 6x10"):
-        CocoInstances(tmp_path, tmp_path / "a.json", train=True)[0]
+        dataset[0]
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
@@ -243,7 +228,9 @@ def test_a_data_error_from_a_loader_worker_keeps_its_own_message() -> None:
     assert original_message(caught.value) == "x/photo.jpg: cannot decode image (cut)\nsecond line"
 
 
-def one_image_dataset(tmp_path: Path, name: str, width: int, height: int) -> CocoInstances:
+def one_image_dataset(
+    tmp_path: Path, name: str, width: int, height: int, *, decode: bool = False
+) -> CocoInstances:
     coco = {
         "images": [{"id": 5, "file_name": name, "width": width, "height": height}],
         "annotations": [
@@ -260,7 +247,7 @@ def one_image_dataset(tmp_path: Path, name: str, width: int, height: int) -> Coc
         "categories": [{"id": 1, "name": "thing"}],
     }
     (tmp_path / "one.json").write_text(json.dumps(coco))
-    return CocoInstances(tmp_path, tmp_path / "one.json", train=True, decode=False)
+    return CocoInstances(tmp_path, tmp_path / "one.json", train=True, decode=decode)
 
 
 def test_the_gpu_path_names_a_truncated_file_from_its_worker(tmp_path: Path) -> None:
