@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if launch.needs_torchrun(layout):
         arguments = worker_args(args, params, operational)
         command = launch.torchrun_command(layout, __file__, arguments, os.environ)
-        return launch.run_forwarding_signals(command)
+        return launch.run_torchrun(layout, command, run=args.run)
     return predict_here(args, settings)
 
 
