@@ -19,6 +19,7 @@ import torch
 from pycocotools.coco import COCO
 
 from maskrcnn_pipeline.data.categories import Categories
+from maskrcnn_pipeline.data.formats import is_box_only
 from maskrcnn_pipeline.data.images import (
     decode_rgb,
     read_file_bytes,
@@ -74,11 +75,6 @@ def load_for_device(path: Path) -> tuple[torch.Tensor, int | None, tuple[int, in
         return encoded, header.orientation, (height, width)
     image = rgb_tensor(decode_rgb(data, path))
     return image, None, (image.shape[-2], image.shape[-1])
-
-
-def has_segmentation(annotation: Mapping[str, Any]) -> bool:
-    """Whether an annotation has a mask (a box-only object's segmentation is [])."""
-    return annotation.get("segmentation") not in ([], None)
 
 
 def _usable(annotation: Mapping[str, Any]) -> bool:
@@ -160,7 +156,7 @@ class CocoInstances(torch.utils.data.Dataset):
         masks = np.zeros((len(annotations), height, width), dtype=np.uint8)
         # a box-only object (segmentation []: data/prepare.py, box_only: skip_mask) trains the
         # box head only: model/build.py's mask loss leaves out proposals matched to it
-        has_mask = [has_segmentation(a) for a in annotations]
+        has_mask = [not is_box_only(a) for a in annotations]
         for i, annotation in enumerate(annotations):
             if has_mask[i]:
                 masks[i] = self.coco.annToMask(annotation)

@@ -60,6 +60,12 @@ FORMATS: dict[str, Format] = {
 }
 
 
+def is_box_only(annotation: Mapping[str, Any]) -> bool:
+    """Whether an object has a box and no mask (``segmentation: []``, as CVAT, Label Studio
+    and Roboflow write boxes; the prepare step turns a missing segmentation into [])."""
+    return annotation.get("segmentation") in ([], None)
+
+
 def split_layout(entry: Mapping[str, Any], split: str) -> dict[str, str | None]:
     """A split's images folder and annotation file as configured, the dataset's format
     filling in what the split leaves out (None: neither says)."""

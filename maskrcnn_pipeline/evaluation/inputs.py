@@ -19,6 +19,7 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
+from maskrcnn_pipeline.data.formats import is_box_only
 from maskrcnn_pipeline.errors import PipelineError
 from maskrcnn_pipeline.fileio import read_json
 
@@ -55,11 +56,11 @@ def segm_ground_truth(data: dict[str, Any]) -> dict[str, Any]:
     ``box_only: skip_mask``) have no mask to compare with, so they become crowd regions of
     their box: a mask detected on one is neither a false positive nor a found object, and a
     missed one is no miss. ``data`` itself when there is none (the usual case)."""
-    if not any(a["segmentation"] == [] for a in data["annotations"]):
+    if not any(map(is_box_only, data["annotations"])):
         return data
     annotations = []
     for annotation in data["annotations"]:
-        if annotation["segmentation"] == []:
+        if is_box_only(annotation):
             x, y, w, h = annotation["bbox"]
             box = [x, y, x + w, y, x + w, y + h, x, y + h]
             annotation = {**annotation, "segmentation": [box], "iscrowd": 1}

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from maskrcnn_pipeline.data.formats import is_box_only
 from maskrcnn_pipeline.data.validation.problems import ProblemLog
 
 
@@ -226,7 +227,7 @@ class _AnnotationChecker:
         counts["annotations"] += 1
         crowd = annotation["iscrowd"] == 1
         counts["crowd"] += crowd
-        box_only = annotation["segmentation"] == []
+        box_only = is_box_only(annotation)
         counts["box_only"] += box_only
         _, _, width, height = annotation["bbox"]
         counts["trainable"] += not crowd and width >= 1 and height >= 1
